@@ -1,0 +1,151 @@
+"""The HTTP greeting: authorize the caller, read and validate ``name``, reply in JSON.
+
+Pure logic: it receives the request's parts and a way to load the expected
+API key, and returns a :class:`Reply`. ``__init__.main`` maps the Functions
+request and response types onto these.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import re
+import time
+import unicodedata
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from common import settings
+from common.logs import InvocationLog
+from common.secrets import SecretUnavailableError, get_secret
+
+MAX_NAME_LENGTH = 100
+MAX_BODY_BYTES = 64 * 1024
+RETRY_AFTER_SECONDS = 30
+_SANE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+KeyLoader = Callable[[], Awaitable[str | None]]
+
+
+@dataclass(frozen=True)
+class GreetingRequest:
+    params: Mapping[str, str]
+    body: bytes
+    api_key: str | None
+    caller_correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def body_json(self) -> str:
+        return json.dumps(self.body, ensure_ascii=False)
+
+
+class BadRequest(ValueError):
+    """The request cannot be served as sent; the message tells the caller why."""
+
+
+def correlation_id_for(caller_value: str | None, invocation_id: str) -> str:
+    """The caller's correlation id when it is a sane token, else the invocation id."""
+    if caller_value and _SANE_CORRELATION_ID.fullmatch(caller_value):
+        return caller_value
+    return invocation_id
+
+
+def validate_name(value: object) -> str:
+    if not isinstance(value, str):
+        raise BadRequest("'name' must be a string.")
+    name = value.strip()
+    if not name:
+        raise BadRequest("'name' must not be empty.")
+    if len(name) > MAX_NAME_LENGTH:
+        raise BadRequest(f"'name' must be at most {MAX_NAME_LENGTH} characters long.")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise BadRequest("'name' must not contain control characters.")
+    return name
+
+
+def extract_name(params: Mapping[str, str], body: bytes) -> str:
+    """``name`` from the query string, else from a JSON body ``{"name": ...}``."""
+    if "name" in params:
+        return validate_name(params["name"])
+    if not body or not body.strip():
+        raise BadRequest("Missing 'name': pass it in the query string (?name=...) or as a JSON body {\"name\": \"...\"}.")
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"Request body must be at most {MAX_BODY_BYTES} bytes.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(f"Request body is not valid UTF-8 (invalid byte at position {exc.start}).") from None
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadRequest(f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
+    if not isinstance(payload, dict):
+        raise BadRequest("Request body must be a JSON object such as {\"name\": \"Ada\"}.")
+    if "name" not in payload:
+        raise BadRequest("Missing 'name': pass it in the query string (?name=...) or as a JSON body {\"name\": \"...\"}.")
+    return validate_name(payload["name"])
+
+
+async def load_configured_api_key() -> str | None:
+    """The API key from Key Vault (or, locally, the API_KEY app setting)."""
+    cfg = settings.greeting_settings()
+    return await get_secret(cfg.api_key_secret_name, local_setting=cfg.local_api_key_setting)
+
+
+def keys_match(provided: str, expected: str) -> bool:
+    """Constant-time comparison, so timing does not reveal how much of the key matched."""
+    return hmac.compare_digest(provided.encode("utf-8"), expected.encode("utf-8"))
+
+
+async def respond(
+    request: GreetingRequest,
+    *,
+    invocation_id: str,
+    log: InvocationLog,
+    load_api_key: KeyLoader = load_configured_api_key,
+) -> Reply:
+    started = time.perf_counter()
+    correlation_id = correlation_id_for(request.caller_correlation_id, invocation_id)
+    log = log.bind(correlationId=correlation_id)
+    headers = {"Content-Type": "application/json; charset=utf-8", "x-correlation-id": correlation_id,
+               "Cache-Control": "no-store"}
+
+    def reply(status: int, body: dict[str, Any], outcome: str, **extra_headers: str) -> Reply:
+        level = log.warning if 400 <= status < 500 else (log.error if status >= 500 else log.info)
+        level("greeting.completed", status=status, outcome=outcome,
+              durationMs=round((time.perf_counter() - started) * 1000, 3))
+        return Reply(status, body, {**headers, **extra_headers})
+
+    try:
+        try:
+            expected = await load_api_key()
+        except SecretUnavailableError as exc:
+            log.error("greeting.key_unavailable", error=str(exc))
+            return reply(503, {"error": "The service is temporarily unavailable; try again later."},
+                         "key_unavailable", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
+        if expected is None:
+            cfg = settings.greeting_settings()
+            log.error(
+                "greeting.key_not_configured",
+                reason=f"no API key: set secret '{cfg.api_key_secret_name}' in the vault at KEY_VAULT_URL, "
+                f"or (locally) the app setting '{cfg.local_api_key_setting}'; refusing every request",
+            )
+            return reply(401, {"error": "Missing or invalid API key (header 'x-api-key')."}, "key_not_configured")
+        if not request.api_key or not keys_match(request.api_key, expected):
+            return reply(401, {"error": "Missing or invalid API key (header 'x-api-key')."},
+                         "missing_key" if not request.api_key else "wrong_key")
+        try:
+            name = extract_name(request.params, request.body)
+        except BadRequest as exc:
+            return reply(400, {"error": str(exc)}, "bad_request")
+        return reply(200, {"message": f"Hello, {name}"}, "greeted")
+    except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
+        log.exception("greeting.failed", exc)
+        return reply(500, {"error": "Internal server error"}, "error")

@@ -1,0 +1,177 @@
+"""One cached factory per Azure client, identity-based in Azure, connection strings locally.
+
+Every function gets its clients here, never by constructing them::
+
+    from common import clients
+
+    container = clients.cosmos_container()          # CosmosConnection, COSMOS_DATABASE/CONTAINER
+    sender = clients.queue_sender("orders-out")      # ServiceBusConnection
+    blobs = clients.blob_service_client("EtlStorage")
+    vault = clients.secret_client()                  # KEY_VAULT_URL
+
+A client is built on first use, on the running event loop, and reused by
+every later invocation on that loop (see :mod:`common.loop_cache`). The SDK
+imports happen inside the builders, so importing a function module costs no
+SDK import. Each connection is named like a Functions binding connection and
+read by :mod:`common.settings`: ``<Name>`` holds a connection string
+(emulators), or ``<Name>__fullyQualifiedNamespace`` / ``__accountEndpoint`` /
+``__blobServiceUri`` / ``__accountName`` select the identity-based form.
+TLS verification is relaxed only for loopback hosts (local emulators with
+self-signed certificates).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
+from common import loop_cache, settings
+from common.credential import get_credential
+
+if TYPE_CHECKING:
+    from azure.cosmos.aio import ContainerProxy, CosmosClient
+    from azure.keyvault.secrets.aio import SecretClient
+    from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
+    from azure.storage.blob.aio import BlobServiceClient
+
+__all__ = [
+    "blob_service_client",
+    "close_all",
+    "cosmos_client",
+    "cosmos_container",
+    "discard_queue_sender",
+    "queue_sender",
+    "secret_client",
+    "service_bus_client",
+]
+
+#: Timeouts (seconds) for establishing a connection and for reading a response.
+CONNECT_TIMEOUT = 10
+READ_TIMEOUT = 30
+
+
+def _cosmos_endpoint_from(connection_string: str) -> str:
+    for piece in connection_string.split(";"):
+        key, _, value = piece.partition("=")
+        if key.strip().lower() == "accountendpoint":
+            return value.strip()
+    return ""
+
+
+def _is_loopback_url(url: str) -> bool:
+    return settings.is_loopback_host(urlsplit(url).hostname)
+
+
+# ---------------------------------------------------------------- Key Vault
+
+def secret_client() -> SecretClient:
+    """Key Vault secrets client for ``KEY_VAULT_URL`` (which must be set)."""
+    return loop_cache.get_or_build(("keyvault",), _build_secret_client)
+
+
+def _build_secret_client() -> SecretClient:
+    from azure.keyvault.secrets.aio import SecretClient
+
+    url = settings.secret_settings().key_vault_url
+    if url is None:
+        raise settings.ConfigurationError("KEY_VAULT_URL", "is not set; set it to a vault URL such as 'https://my-vault.vault.azure.net/'.")
+    kwargs: dict[str, Any] = {"connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+    if _is_loopback_url(url):
+        # A local stub of the vault: self-signed certificate, token audience is not a vault domain.
+        kwargs.update(connection_verify=False, verify_challenge_resource=False)
+    return SecretClient(url, credential=get_credential(), **kwargs)
+
+
+# -------------------------------------------------------------- Service Bus
+
+def service_bus_client(connection: str = "ServiceBusConnection") -> ServiceBusClient:
+    """Service Bus client for the named connection."""
+    return loop_cache.get_or_build(("servicebus", connection), lambda: _build_service_bus_client(connection))
+
+
+def _build_service_bus_client(connection: str) -> ServiceBusClient:
+    from azure.servicebus.aio import ServiceBusClient
+
+    conn = settings.service_bus_connection(connection)
+    # The SDK's own retries are switched off: callers retry whole sends with
+    # common.retry under a budget below the message lock, so one loop owns
+    # the timing and an unreachable namespace cannot stall an invocation.
+    kwargs: dict[str, Any] = {"retry_total": 0}
+    if conn.connection_string is not None:
+        return ServiceBusClient.from_connection_string(conn.connection_string, **kwargs)
+    assert conn.endpoint is not None
+    return ServiceBusClient(conn.endpoint, credential=get_credential(), **kwargs)
+
+
+def queue_sender(queue_name: str, connection: str = "ServiceBusConnection") -> ServiceBusSender:
+    """A sender for ``queue_name``, shared by every invocation."""
+    return loop_cache.get_or_build(
+        ("servicebus-sender", connection, queue_name),
+        lambda: service_bus_client(connection).get_queue_sender(queue_name),
+    )
+
+
+def discard_queue_sender(queue_name: str, connection: str = "ServiceBusConnection") -> None:
+    """Drop a sender whose link may be half-open (after a cancelled send); it is closed in the
+    background and the next :func:`queue_sender` call builds a new one."""
+    loop_cache.discard_soon(("servicebus-sender", connection, queue_name))
+
+
+# ---------------------------------------------------------------- Cosmos DB
+
+def cosmos_client(connection: str = "CosmosConnection") -> CosmosClient:
+    """Cosmos DB client for the named connection."""
+    return loop_cache.get_or_build(("cosmos", connection), lambda: _build_cosmos_client(connection))
+
+
+def _build_cosmos_client(connection: str) -> CosmosClient:
+    from azure.cosmos.aio import CosmosClient
+
+    conn = settings.cosmos_connection(connection)
+    endpoint = conn.endpoint or _cosmos_endpoint_from(conn.connection_string or "")
+    kwargs: dict[str, Any] = {"connection_timeout": CONNECT_TIMEOUT}
+    if _is_loopback_url(endpoint):
+        # Local emulators serve a self-signed certificate and one region.
+        kwargs.update(connection_verify=False, enable_endpoint_discovery=False)
+    if conn.connection_string is not None:
+        return CosmosClient.from_connection_string(conn.connection_string, **kwargs)
+    return CosmosClient(endpoint, credential=get_credential(), **kwargs)
+
+
+def cosmos_container(
+    connection: str = "CosmosConnection", database: str | None = None, container: str | None = None
+) -> ContainerProxy:
+    """The container named by ``COSMOS_DATABASE`` / ``COSMOS_CONTAINER`` (or the arguments)."""
+    if database is None or container is None:
+        target = settings.cosmos_target()
+        database = database or target.database
+        container = container or target.container
+    return loop_cache.get_or_build(
+        ("cosmos-container", connection, database, container),
+        lambda: cosmos_client(connection).get_database_client(database).get_container_client(container),
+    )
+
+
+# ------------------------------------------------------------- Blob storage
+
+def blob_service_client(connection: str = "EtlStorage") -> BlobServiceClient:
+    """Blob service client for the named storage connection."""
+    return loop_cache.get_or_build(("blob", connection), lambda: _build_blob_service_client(connection))
+
+
+def _build_blob_service_client(connection: str) -> BlobServiceClient:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    conn = settings.storage_connection(connection)
+    kwargs: dict[str, Any] = {"connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
+    if conn.connection_string is not None:
+        return BlobServiceClient.from_connection_string(conn.connection_string, **kwargs)
+    assert conn.endpoint is not None
+    return BlobServiceClient(conn.endpoint, credential=get_credential(), **kwargs)
+
+
+# ---------------------------------------------------------------- shutdown
+
+async def close_all() -> None:
+    """Close every client and the credential built on the running loop."""
+    await loop_cache.aclose_all()

@@ -1,0 +1,68 @@
+"""Shared fixtures: a clean environment and clean process-wide caches for every test."""
+
+from __future__ import annotations
+
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+if str(APP_ROOT) not in sys.path:
+    sys.path.insert(0, str(APP_ROOT))
+
+from common import loop_cache, secrets, settings  # noqa: E402
+
+#: Every app setting the app reads; cleared before each test so the machine's environment cannot leak in.
+APP_SETTINGS = (
+    "KEY_VAULT_URL", "API_KEY_SECRET_NAME", "API_KEY", "SECRET_CACHE_TTL_SECONDS", "SECRET_MAX_STALE_SECONDS",
+    "AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID",
+    "ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace",
+    "INPUT_QUEUE_NAME", "OUTPUT_QUEUE_NAME", "INVALID_QUEUE_NAME", "QUEUE_SEND_MAX_ATTEMPTS", "QUEUE_SEND_BUDGET_SECONDS",
+    "CosmosConnection", "CosmosConnection__accountEndpoint", "COSMOS_DATABASE", "COSMOS_CONTAINER",
+    "EtlStorage", "EtlStorage__blobServiceUri", "EtlStorage__serviceUri", "EtlStorage__accountName",
+    "ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE", "ETL_WRITE_BUDGET_SECONDS",
+    "RETENTION_DAYS", "CLEANUP_MAX_DELETES", "CLEANUP_DRY_RUN", "CLEANUP_DELETE_CONCURRENCY", "CLEANUP_PAGE_SIZE",
+    "CLEANUP_TIME_BUDGET_SECONDS",
+)
+
+
+def reset_process_state() -> None:
+    settings.reset_cache()
+    secrets.reset()
+    loop_cache.reset()
+
+
+@pytest.fixture(autouse=True)
+def clean_app_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for name in APP_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+    reset_process_state()
+    yield
+    reset_process_state()
+
+
+@dataclass
+class FakeContext:
+    """What the worker passes as ``context``: function name and invocation id."""
+
+    function_name: str = "TestFunction"
+    invocation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    function_directory: str = str(APP_ROOT)
+
+
+@pytest.fixture
+def context() -> FakeContext:
+    return FakeContext()
+
+
+def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    settings.reset_cache()
+
+
+

@@ -1,0 +1,25 @@
+"""The runtime imports every function at start-up: that must cost no Azure SDK import."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import APP_ROOT
+
+HEAVY = ("azure.identity", "azure.keyvault", "azure.servicebus", "azure.cosmos", "azure.storage", "azure.core", "aiohttp", "ijson")
+FUNCTIONS = ("HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl")
+
+
+def test_importing_every_function_imports_no_sdk_client_package() -> None:
+    code = (
+        "import importlib, json, sys\n"
+        f"sys.path.insert(0, {str(APP_ROOT)!r})\n"
+        f"for name in {FUNCTIONS!r}:\n"
+        "    importlib.import_module(name)\n"
+        f"heavy = sorted(m for m in sys.modules if m.startswith({HEAVY!r}))\n"
+        "print(json.dumps(heavy))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == []

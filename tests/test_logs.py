@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from common.logs import bind_invocation, describe_error, redact, register_secret
+from tests.conftest import FakeContext
+
+
+def test_records_are_json_with_the_invocation_identity(caplog: pytest.LogCaptureFixture) -> None:
+    context = FakeContext(function_name="HttpGreeting", invocation_id="inv-1")
+    log = bind_invocation(context, correlation_id="corr-9").bind(extra="x")
+    with caplog.at_level(logging.INFO):
+        log.info("thing.done", count=3, durationMs=1.5)
+    record = caplog.records[-1]
+    payload = json.loads(record.getMessage())
+    assert payload == {
+        "event": "thing.done", "function": "HttpGreeting", "invocationId": "inv-1",
+        "correlationId": "corr-9", "extra": "x", "count": 3, "durationMs": 1.5,
+    }
+    assert record.structured == payload  # type: ignore[attr-defined]
+
+
+def test_correlation_id_defaults_to_the_invocation_id() -> None:
+    log = bind_invocation(FakeContext(invocation_id="inv-2"))
+    assert log.fields["correlationId"] == "inv-2"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=root;SharedAccessKey=abcDEF123+/=",
+        "AccountEndpoint=https://a:8081/;AccountKey=C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw==;",
+        "https://acct.blob.core.windows.net/c/b?sv=2021&sig=abcdEFGH%2Bsecret&se=2030",
+        "Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.sflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c",
+    ],
+)
+def test_redact_masks_credentials(text: str) -> None:
+    masked = redact(text)
+    for fragment in ("abcDEF123", "C2y6yDjf5", "abcdEFGH", "eyJzdWIi", "sflKxwRJ"):
+        assert fragment not in masked
+    assert "***" in masked
+
+
+def test_registered_secrets_never_reach_a_log_line(caplog: pytest.LogCaptureFixture) -> None:
+    register_secret("hunter2-super-secret")
+    log = bind_invocation(FakeContext())
+    with caplog.at_level(logging.INFO):
+        log.info("oops", detail="the key is hunter2-super-secret", nested={"k": ["hunter2-super-secret"]})
+        log.exception("failed", ValueError("bad key hunter2-super-secret"))
+    assert "hunter2-super-secret" not in caplog.text
+    assert caplog.text.count("***") >= 3
+
+
+def test_describe_error_is_bounded_and_masked() -> None:
+    error = RuntimeError("AccountKey=abc123secret; " + "x" * 1000)
+    text = describe_error(error, limit=120)
+    assert text.startswith("RuntimeError: AccountKey=***")
+    assert len(text) == 120

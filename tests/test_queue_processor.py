@@ -1,0 +1,177 @@
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import azure.functions as func
+from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
+import pytest
+from azure.servicebus import exceptions as sb
+
+import QueueProcessor
+from common import clients
+from common.settings import QueueSettings
+from QueueProcessor.processing import InboundMessage, output_message_id, parse_event, process_message
+from tests.conftest import FakeContext, set_env
+from tests.fakes import FakeServiceBus
+
+QUEUES = QueueSettings(input_queue="in", output_queue="out", invalid_queue="invalid",
+                       send_max_attempts=4, send_budget_seconds=5.0)
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch) -> FakeServiceBus:
+    fake = FakeServiceBus("out", "invalid")
+    monkeypatch.setattr(clients, "queue_sender", fake.sender_for)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid",
+            QUEUE_SEND_MAX_ATTEMPTS="4", QUEUE_SEND_BUDGET_SECONDS="5")
+    return fake
+
+
+def trigger(body: bytes | str | dict[str, Any], *, message_id: str | None = "msg-1", delivery_count: int = 1,
+            correlation_id: str | None = None, properties: dict[str, Any] | None = None,
+            content_type: str | None = "application/json") -> func.ServiceBusMessage:
+    if isinstance(body, dict):
+        body = json.dumps(body)
+    if isinstance(body, str):
+        body = body.encode()
+    return ServiceBusTriggerMessage(body=body, message_id=message_id, delivery_count=delivery_count,
+                                    correlation_id=correlation_id, content_type=content_type,
+                                    application_properties=properties or {}, user_properties=properties or {})
+
+
+async def run(msg: func.ServiceBusMessage) -> None:
+    await QueueProcessor.main(msg, FakeContext(function_name="QueueProcessor"))
+
+
+def body_of(message: Any) -> dict[str, Any]:
+    return json.loads(b"".join(message.body))
+
+
+async def test_valid_message_is_forwarded_once_with_derived_ids(bus: FakeServiceBus) -> None:
+    await run(trigger({"id": "order-7", "amount": 12.5}, message_id="m-123", correlation_id="corr-1"))
+    [out] = bus.queues["out"].messages
+    assert out.message_id == output_message_id("m-123")
+    assert out.correlation_id == "corr-1"
+    assert out.content_type == "application/json"
+    body = body_of(out)
+    assert body["id"] == "order-7" and body["status"] == "processed" and body["sourceMessageId"] == "m-123"
+    assert body["payload"] == {"id": "order-7", "amount": 12.5}
+    assert body["processedTimestamp"].endswith("Z")
+    assert bus.queues["invalid"].messages == []
+
+
+async def test_correlation_id_falls_back_to_the_message_id(bus: FakeServiceBus) -> None:
+    await run(trigger({"id": "a"}, message_id="m-9"))
+    assert bus.queues["out"].messages[0].correlation_id == "m-9"
+
+
+async def test_redelivery_produces_the_same_output_id_and_is_deduplicated(
+        bus: FakeServiceBus, caplog: pytest.LogCaptureFixture) -> None:
+    await run(trigger({"id": "a"}, message_id="m-1"))
+    with caplog.at_level(logging.WARNING):
+        await run(trigger({"id": "a"}, message_id="m-1", delivery_count=2))
+    assert bus.senders["out"].attempts == 2
+    assert len(bus.queues["out"].messages) == 1
+    assert "message.redelivered" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"\xff\xfe not utf8", "not_utf8"),
+        (b"{not json", "not_json"),
+        (b"", "not_json"),
+        (b"[1, 2, 3]", "not_object"),
+        (b"\"just a string\"", "not_object"),
+        (b"{\"name\": \"no id\"}", "missing_id"),
+        (b"{\"id\": 42}", "missing_id"),
+        (b"{\"id\": \"  \"}", "missing_id"),
+        (b"[" * 100000, "not_json"),
+    ],
+)
+async def test_invalid_messages_are_routed_aside_with_reason(bus: FakeServiceBus, body: bytes, reason: str) -> None:
+    await run(trigger(body, message_id="bad-1", properties={"tenant": "t1"}, correlation_id="c-5"))
+    assert bus.queues["out"].messages == []
+    [aside] = bus.queues["invalid"].messages
+    assert b"".join(aside.body) == body
+    assert aside.message_id == "bad-1"
+    assert aside.correlation_id == "c-5"
+    props = aside.application_properties
+    assert props["invalidReason"] == reason
+    assert props["invalidDetail"]
+    assert props["sourceQueue"] == "in" and props["tenant"] == "t1"
+
+
+async def test_failure_to_route_aside_fails_the_invocation(bus: FakeServiceBus) -> None:
+    bus.senders["invalid"].failures = [sb.MessagingEntityNotFoundError(message="queue 'invalid' not found")]
+    with pytest.raises(sb.MessagingEntityNotFoundError):
+        await run(trigger(b"{broken"))
+
+
+async def test_transient_failures_are_retried_then_succeed(bus: FakeServiceBus,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    bus.senders["out"].failures = [sb.ServiceBusServerBusyError(message="busy"),
+                                   sb.ServiceBusConnectionError(message="link detached")]
+    with caplog.at_level(logging.WARNING):
+        await run(trigger({"id": "a"}))
+    assert bus.senders["out"].attempts == 3
+    assert len(bus.queues["out"].messages) == 1
+    assert caplog.text.count("message.send_retry") == 2
+
+
+async def test_persistent_failure_raises_after_the_attempts(bus: FakeServiceBus) -> None:
+    bus.senders["out"].failures = [sb.OperationTimeoutError(message="timeout") for _ in range(10)]
+    with pytest.raises(sb.OperationTimeoutError):
+        await run(trigger({"id": "a"}))
+    assert bus.senders["out"].attempts == 4
+    assert bus.queues["out"].messages == []
+
+
+async def test_permanent_send_error_is_not_retried(bus: FakeServiceBus) -> None:
+    bus.senders["out"].failures = [sb.MessageSizeExceededError(message="too large")]
+    with pytest.raises(sb.MessageSizeExceededError):
+        await run(trigger({"id": "a"}))
+    assert bus.senders["out"].attempts == 1
+
+
+async def test_unreachable_service_bus_fails_within_the_budget(bus: FakeServiceBus) -> None:
+    bus.senders["out"].hang = True
+    queues = QueueSettings("in", "out", "invalid", send_max_attempts=5, send_budget_seconds=1.0)
+    from common.logs import bind_invocation
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await process_message(InboundMessage(b'{"id": "a"}', "m-1"), queues=queues,
+                              log=bind_invocation(FakeContext()), sender_for=bus.sender_for)
+    assert loop.time() - started < 2.5
+
+
+async def test_log_records_message_identity_outcome_and_duration(bus: FakeServiceBus,
+                                                                 caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO):
+        await run(trigger({"id": "a"}, message_id="m-77", delivery_count=1, correlation_id="c-77"))
+    payload = json.loads(caplog.records[-1].getMessage())
+    assert payload["event"] == "message.forwarded"
+    assert payload["messageId"] == "m-77" and payload["correlationId"] == "c-77"
+    assert payload["deliveryCount"] == 1 and payload["outcome"] == "forwarded"
+    assert payload["durationMs"] >= 0
+
+
+def test_parse_event_accepts_any_payload_with_a_string_id() -> None:
+    assert parse_event(b'{"id": "x", "nested": {"a": [1, 2]}}')["nested"] == {"a": [1, 2]}
+
+
+def test_output_ids_are_stable_and_distinct() -> None:
+    assert output_message_id("a") == output_message_id("a")
+    assert output_message_id("a") != output_message_id("b")
+    assert len(output_message_id("x" * 500)) == 36
+
+
+async def test_message_without_id_gets_a_stable_derived_one(bus: FakeServiceBus) -> None:
+    await run(trigger({"id": "a"}, message_id=None))
+    await run(trigger({"id": "a"}, message_id=None))
+    assert len(bus.queues["out"].messages) == 1

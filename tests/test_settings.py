@@ -1,0 +1,138 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from common import settings
+from common.settings import ConfigurationError
+from tests.conftest import set_env
+
+
+def test_defaults_apply_when_settings_are_absent() -> None:
+    cleanup = settings.cleanup_settings()
+    assert cleanup.retention_days == 30
+    assert cleanup.max_deletes is None
+    assert cleanup.dry_run is False
+    etl = settings.etl_settings()
+    assert (etl.input_container, etl.summary_container, etl.write_concurrency) == ("incoming", "summaries", 32)
+    assert settings.greeting_settings().api_key_secret_name == "greeting-api-key"
+    assert settings.secret_settings().key_vault_url is None
+    assert settings.secret_settings().cache_ttl_seconds == 300
+
+
+@pytest.mark.parametrize("value", ["abc", "1.5", "-3", "", "  "])
+def test_malformed_retention_days_names_the_setting(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
+    set_env(monkeypatch, RETENTION_DAYS=value)
+    if not value.strip():
+        assert settings.cleanup_settings().retention_days == 30  # blank means "use the default"
+        return
+    with pytest.raises(ConfigurationError) as info:
+        settings.cleanup_settings()
+    assert info.value.setting == "RETENTION_DAYS"
+    assert "RETENTION_DAYS" in str(info.value)
+    assert "integer >= 0" in str(info.value)
+
+
+@pytest.mark.parametrize(("value", "expected"), [("true", True), ("1", True), ("Yes", True), ("false", False), ("0", False)])
+def test_booleans_accept_common_spellings(monkeypatch: pytest.MonkeyPatch, value: str, expected: bool) -> None:
+    set_env(monkeypatch, CLEANUP_DRY_RUN=value)
+    assert settings.cleanup_settings().dry_run is expected
+
+
+def test_malformed_boolean_names_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, CLEANUP_DRY_RUN="maybe")
+    with pytest.raises(ConfigurationError, match="CLEANUP_DRY_RUN' must be true or false"):
+        settings.cleanup_settings()
+
+
+def test_missing_required_queue_name_says_what_to_set() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        settings.queue_settings()
+    assert info.value.setting == "INPUT_QUEUE_NAME"
+    assert "is not set" in str(info.value)
+
+
+def test_key_vault_url_must_be_https(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, KEY_VAULT_URL="http://my-vault.vault.azure.net")
+    with pytest.raises(ConfigurationError, match="KEY_VAULT_URL' must use https"):
+        settings.secret_settings()
+    set_env(monkeypatch, KEY_VAULT_URL="https://my-vault.vault.azure.net")
+    assert settings.secret_settings().key_vault_url == "https://my-vault.vault.azure.net/"
+
+
+def test_connection_string_form_wins_and_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
+    secret = "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=x;SharedAccessKey=TOPSECRETVALUE="
+    set_env(monkeypatch, ServiceBusConnection=secret)
+    conn = settings.service_bus_connection()
+    assert conn.connection_string == secret and conn.endpoint is None
+    assert "TOPSECRET" not in repr(conn) and "TOPSECRET" not in str(conn)
+
+
+def test_identity_based_connections(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(
+        monkeypatch,
+        ServiceBusConnection__fullyQualifiedNamespace="my-ns.servicebus.windows.net",
+        CosmosConnection__accountEndpoint="https://acct.documents.azure.com:443/",
+        EtlStorage__accountName="mystorage",
+    )
+    assert settings.service_bus_connection().endpoint == "my-ns.servicebus.windows.net"
+    assert settings.cosmos_connection().endpoint == "https://acct.documents.azure.com:443/"
+    assert settings.storage_connection().endpoint == "https://mystorage.blob.core.windows.net/"
+    set_env(monkeypatch, EtlStorage__blobServiceUri="https://other.blob.core.windows.net")
+    assert settings.storage_connection().endpoint == "https://other.blob.core.windows.net/"
+
+
+def test_missing_connection_names_both_forms() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        settings.cosmos_connection()
+    assert "CosmosConnection__accountEndpoint" in str(info.value)
+    assert "'CosmosConnection'" in str(info.value)
+
+
+def test_malformed_connection_string_is_rejected_without_echo(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, CosmosConnection="AccountKey=SUPERSECRETKEY")
+    with pytest.raises(ConfigurationError) as info:
+        settings.cosmos_connection()
+    assert "CosmosConnection" in str(info.value)
+    assert "SUPERSECRETKEY" not in str(info.value)
+
+
+def test_function_timeout_is_read_from_host_json(tmp_path: Path) -> None:
+    host = tmp_path / "host.json"
+    host.write_text('{"version": "2.0", "functionTimeout": "00:10:00"}')
+    assert settings.read_function_timeout(host) == 600
+    host.write_text('{"version": "2.0", "functionTimeout": "1.02:00:30"}')
+    assert settings.read_function_timeout(host) == 26 * 3600 + 30
+    host.write_text('{"version": "2.0", "functionTimeout": "-1"}')
+    assert settings.read_function_timeout(host) is None
+    host.write_text('{"version": "2.0", "functionTimeout": "ten minutes"}')
+    with pytest.raises(ConfigurationError, match="functionTimeout"):
+        settings.read_function_timeout(host)
+
+
+def test_cleanup_budget_is_derived_from_the_app_function_timeout() -> None:
+    timeout = settings.function_timeout_seconds()
+    assert timeout == 600  # the repository's host.json
+    assert settings.cleanup_settings().time_budget_seconds == pytest.approx(timeout * 0.8 - 30)
+
+
+def test_cleanup_budget_beyond_timeout_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, CLEANUP_TIME_BUDGET_SECONDS="900")
+    with pytest.raises(ConfigurationError, match="CLEANUP_TIME_BUDGET_SECONDS"):
+        settings.cleanup_settings()
+
+
+def test_every_setting_read_is_in_the_example_and_readme() -> None:
+    import json
+    import re
+
+    root = Path(settings.__file__).resolve().parent.parent
+    source = Path(settings.__file__).read_text()
+    names = set(re.findall(r'_(?:int|float|bool|optional|required|entity_name|raw)\(\s*"([A-Z_]+)"', source))
+    names |= {"API_KEY", "CLEANUP_SCHEDULE", "ServiceBusConnection", "CosmosConnection", "EtlStorage"}
+    names -= {"IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID", "CLEANUP_TIME_BUDGET_SECONDS"}
+    example = json.loads((root / "local.settings.example.json").read_text())["Values"]
+    readme = (root / "README.md").read_text()
+    assert sorted(names - set(example)) == []
+    assert sorted(n for n in names if f"`{n}`" not in readme) == []

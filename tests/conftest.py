@@ -14,7 +14,7 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 if str(APP_ROOT) not in sys.path:
     sys.path.insert(0, str(APP_ROOT))
 
-from common import loop_cache, secrets, settings  # noqa: E402
+from common import cosmos, loop_cache, secrets, settings  # noqa: E402
 
 #: Every app setting the app reads; cleared before each test so the machine's environment cannot leak in.
 APP_SETTINGS = (
@@ -34,6 +34,7 @@ def reset_process_state() -> None:
     settings.reset_cache()
     secrets.reset()
     loop_cache.reset()
+    cosmos.reset()
 
 
 @pytest.fixture(autouse=True)

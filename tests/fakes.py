@@ -99,3 +99,188 @@ class FakeServiceBus:
         if queue_name not in self.senders:
             raise MessagingEntityNotFoundError(message=f"The messaging entity '{queue_name}' could not be found.")
         return self.senders[queue_name]
+
+
+class FakeHttpResponse:
+    """Just enough of an azure.core HTTP response for the SDK's exception types."""
+
+    def __init__(self, status_code: int, headers: dict[str, str] | None = None) -> None:
+        self.status_code = status_code
+        self.headers = headers or {}
+        self.reason = {404: "Not Found", 429: "Too Many Requests", 413: "Request Entity Too Large",
+                       400: "Bad Request", 503: "Service Unavailable"}.get(status_code, "Error")
+        self.content_type = "application/json"
+
+    def text(self, encoding: str | None = None) -> str:
+        return ""
+
+
+def cosmos_error(status: int, message: str = "", retry_after_ms: int | None = None):  # noqa: ANN201
+    """The exception the Cosmos SDK raises for ``status`` (404 has its own subclass)."""
+    from azure.cosmos import exceptions
+
+    headers = {"x-ms-retry-after-ms": str(retry_after_ms)} if retry_after_ms is not None else {}
+    response = FakeHttpResponse(status, headers)
+    if status == 404:
+        return exceptions.CosmosResourceNotFoundError(status_code=404, message=message or "Entity with the specified id does not exist in the system.", response=response)
+    return exceptions.CosmosHttpResponseError(status_code=status, message=message or f"status {status}", response=response)
+
+
+class FakeContainer:
+    """Behaves as ``azure.cosmos.aio.ContainerProxy`` for what the app uses.
+
+    - ``read()`` returns properties with the partition key definition;
+    - ``upsert_item`` replaces by (id, partition key value); ``response_hook`` gets the charge;
+    - ``delete_item`` raises ``CosmosResourceNotFoundError`` (404) for a missing item;
+    - ``query_items(...).by_page()`` pages like the service: a page holds at most
+      ``max_item_count`` results and continues after the last one returned, so deleting
+      returned items does not make the next page skip any. It understands the
+      projections and the ``<`` filter the app's queries use.
+    - ``failures`` scripts errors (for example 429 with a retry-after) per operation name.
+    """
+
+    def __init__(self, partition_key_paths: tuple[str, ...] = ("/id",), container_id: str = "records") -> None:
+        self.id = container_id
+        self.database_link = "dbs/fake"
+        self.paths = partition_key_paths
+        self.items: dict[tuple[str, str], dict] = {}
+        self._rids: dict[tuple[str, str], int] = {}
+        self._next_rid = 0
+        self.failures: dict[str, list[BaseException]] = {"upsert": [], "delete": [], "query": []}
+        self.calls: dict[str, int] = {"upsert": 0, "delete": 0, "query": 0, "read": 0}
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.delay = 0.0
+        self.charge = 5.0
+
+    async def read(self, **kwargs) -> dict:  # noqa: ANN003
+        self.calls["read"] += 1
+        kind = "MultiHash" if len(self.paths) > 1 else "Hash"
+        return {"id": self.id, "partitionKey": {"paths": list(self.paths), "kind": kind, "version": 2}}
+
+    def _key_value(self, item: dict):  # noqa: ANN202
+        values = []
+        for path in self.paths:
+            node = item
+            for segment in path.strip("/").split("/"):
+                node = node[segment]
+            values.append(node)
+        return values[0] if len(values) == 1 else values
+
+    @staticmethod
+    def _key(item_id: str, value) -> tuple[str, str]:  # noqa: ANN001
+        import json
+
+        return item_id, json.dumps(value)
+
+    async def _operation(self, name: str) -> None:
+        self.calls[name] += 1
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            await asyncio.sleep(self.delay)
+        finally:
+            self.in_flight -= 1
+        if self.failures[name]:
+            raise self.failures[name].pop(0)
+
+    async def upsert_item(self, body: dict, response_hook=None, **kwargs) -> dict:  # noqa: ANN001, ANN003
+        import copy
+
+        await self._operation("upsert")
+        key = self._key(body["id"], self._key_value(body))
+        if key not in self._rids:
+            self._next_rid += 1
+            self._rids[key] = self._next_rid
+        self.items[key] = copy.deepcopy(body)
+        if response_hook is not None:
+            response_hook({"x-ms-request-charge": str(self.charge)}, body)
+        return dict(body)
+
+    async def delete_item(self, item, partition_key, response_hook=None, **kwargs) -> None:  # noqa: ANN001, ANN003
+        await self._operation("delete")
+        item_id = item if isinstance(item, str) else item["id"]
+        key = self._key(item_id, partition_key)
+        if key not in self.items:
+            raise cosmos_error(404)
+        del self.items[key]
+        del self._rids[key]
+        if response_hook is not None:
+            response_hook({"x-ms-request-charge": str(self.charge)}, None)
+
+    def query_items(self, query: str, parameters=None, max_item_count=None, **kwargs) -> "_FakePaged":  # noqa: ANN001, ANN003
+        return _FakePaged(self, query, {p["name"]: p["value"] for p in parameters or []}, max_item_count or 100)
+
+
+class _FakePaged:
+    _PATH = r'c(?:\.\w+|\[\s*"[^"]+"\s*\])+'
+
+    def __init__(self, container: FakeContainer, query: str, parameters: dict, page_size: int) -> None:
+        import re
+
+        self.container = container
+        self.page_size = page_size
+        select = re.match(r"(?is)\s*SELECT\s+(.*?)\s+FROM\s+c\s+WHERE\s+(.*)$", query)
+        if not select:
+            raise cosmos_error(400, f"fake query parser cannot read: {query}")
+        self.projections = [(self._segments(path), alias) for path, alias in
+                            re.findall(rf"({self._PATH})\s+AS\s+(\w+)", select.group(1), re.I)]
+        self.filters = [(self._segments(path), parameters[f"@{name}"]) for path, name in
+                        re.findall(rf"({self._PATH})\s*<\s*@(\w+)", select.group(2))]
+        if not self.projections or not self.filters:
+            raise cosmos_error(400, f"fake query parser cannot read: {query}")
+
+    @staticmethod
+    def _segments(path: str) -> list[str]:
+        import re
+
+        return [dotted or quoted for dotted, quoted in re.findall(r'\.(\w+)|\[\s*"([^"]+)"\s*\]', path)]
+
+    @staticmethod
+    def _get(item: dict, segments: list[str]):  # noqa: ANN205
+        node = item
+        for segment in segments:
+            if not isinstance(node, dict) or segment not in node:
+                return None
+            node = node[segment]
+        return node
+
+    def _matches(self, item: dict) -> bool:
+        for segments, bound in self.filters:
+            value = self._get(item, segments)
+            if not isinstance(value, type(bound)) or not value < bound:
+                return False
+        return True
+
+    async def _pages(self):  # noqa: ANN202
+        last_rid = 0
+        while True:
+            await self.container._operation("query")
+            candidates = sorted((rid, key) for key, rid in self.container._rids.items() if rid > last_rid)
+            page = []
+            for rid, key in candidates:
+                item = self.container.items[key]
+                if self._matches(item):
+                    page.append({alias: self._get(item, segments) for segments, alias in self.projections})
+                    last_rid = rid
+                    if len(page) == self.page_size:
+                        break
+            if not page:
+                return
+            yield _FakePage(page)
+            if len(page) < self.page_size:
+                return
+
+    def by_page(self, continuation_token=None):  # noqa: ANN001, ANN201
+        return self._pages()
+
+
+class _FakePage:
+    def __init__(self, results: list) -> None:
+        self._results = results
+
+    def __aiter__(self):  # noqa: ANN204
+        async def gen():  # noqa: ANN202
+            for result in self._results:
+                yield result
+        return gen()

@@ -1,0 +1,316 @@
+"""Blob -> Cosmos DB ETL: stream records, upsert them concurrently, write a summary blob.
+
+Idempotent by construction: items are upserted by their record id, and the
+summary's name derives from the source blob's name, so a re-run (blob
+triggers can fire more than once) rewrites the same items and summary.
+
+Memory stays near one copy of the blob: records are parsed incrementally and
+handled ``batch_size`` at a time; the transformed list is never built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import islice
+from typing import TYPE_CHECKING, Any, Literal
+
+from common.cosmos import PartitionKeyPath, partition_key_of
+from common.logs import InvocationLog, describe_error
+from common.retry import RetryPolicy, retry_async
+from common.settings import EtlSettings
+
+from .records import (
+    BlobFormatError,
+    InvalidRecord,
+    RawRecord,
+    check_blob,
+    detect_format,
+    iter_records,
+    to_item,
+    utc_timestamp,
+    validate_record,
+)
+
+if TYPE_CHECKING:
+    from azure.cosmos.aio import ContainerProxy
+    from azure.storage.blob.aio import BlobServiceClient
+
+MAX_ERRORS_REPORTED = 100
+MAX_DISTINCT_VALUES = 1000
+#: Cosmos answers these for one item that can never be written as it is.
+RECORD_REJECTED_STATUS = frozenset({400, 413})
+
+Status = Literal["succeeded", "partial", "failed"]
+
+
+@dataclass
+class EtlSummary:
+    source_blob: str
+    started_at: str
+    status: Status = "succeeded"
+    total_records: int = 0
+    written: int = 0
+    invalid: int = 0
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    types: set[str] = field(default_factory=set)
+    sources: set[str] = field(default_factory=set)
+    values_truncated: bool = False
+    error: str | None = None
+    finished_at: str | None = None
+    request_charge: float = 0.0
+
+    def add_error(self, index: int, record_id: Any, reason: str, line: int | None = None) -> None:
+        self.invalid += 1
+        if len(self.errors) < MAX_ERRORS_REPORTED:
+            entry: dict[str, Any] = {"index": index, "id": record_id if isinstance(record_id, str) else None,
+                                     "reason": reason}
+            if line is not None:
+                entry["line"] = line
+            self.errors.append(entry)
+
+    def note_values(self, record_type: str, source: str) -> None:
+        for values, value in ((self.types, record_type), (self.sources, source)):
+            if value not in values:
+                if len(values) >= MAX_DISTINCT_VALUES:
+                    self.values_truncated = True
+                else:
+                    values.add(value)
+
+    def to_document(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "status": self.status,
+            "sourceBlob": self.source_blob,
+            "totalRecords": self.total_records,
+            "written": self.written,
+            "invalid": self.invalid,
+            "errors": self.errors,
+            "types": sorted(self.types),
+            "sources": sorted(self.sources),
+            "startedAt": self.started_at,
+            "finishedAt": self.finished_at,
+        }
+        if self.values_truncated:
+            document["valuesTruncated"] = True
+        if self.error is not None:
+            document["error"] = self.error
+        if self.invalid > MAX_ERRORS_REPORTED:
+            document["errorsTruncated"] = True
+        return document
+
+
+@dataclass(frozen=True)
+class BlobRef:
+    container: str
+    name: str
+
+    @classmethod
+    def parse(cls, path: str) -> BlobRef:
+        """``"<container>/<name>"`` as the blob trigger reports it."""
+        container, _, name = path.strip("/").partition("/")
+        if not container or not name:
+            raise ValueError(f"blob path {path!r} is not '<container>/<name>'")
+        return cls(container, name)
+
+    def __str__(self) -> str:
+        return f"{self.container}/{self.name}"
+
+
+def summary_blob_name(source: BlobRef) -> str:
+    """Derived from the source name only, so a re-run overwrites the same summary."""
+    return f"{source.name}.summary.json"
+
+
+def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
+    while batch := list(islice(records, size)):
+        yield batch
+
+
+def _waves(items: list[tuple[RawRecord, dict[str, Any], Any]]) -> list[list[tuple[RawRecord, dict[str, Any], Any]]]:
+    """Split a batch so that no wave holds one item key twice; waves run in order, so the
+    record that comes last in the blob is the one that stays."""
+    waves: list[list[tuple[RawRecord, dict[str, Any], Any]]] = []
+    seen: dict[str, int] = {}
+    for entry in items:
+        key = json.dumps([entry[1]["id"], entry[2]], default=str)
+        wave = seen.get(key, -1) + 1
+        seen[key] = wave
+        if wave == len(waves):
+            waves.append([])
+        waves[wave].append(entry)
+    return waves
+
+
+class EtlRun:
+    """One blob's run: owns the counters; the clients and settings come from the caller."""
+
+    def __init__(self, source: BlobRef, container: ContainerProxy, cfg: EtlSettings, log: InvocationLog,
+                 now: Callable[[], datetime]) -> None:
+        self.source = source
+        self.container = container
+        self.cfg = cfg
+        self.log = log
+        self.now = now
+        self.summary = EtlSummary(source_blob=str(source), started_at=utc_timestamp(now()))
+        self.policy = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=15.0, total_budget=cfg.write_budget_seconds)
+        self._semaphore = asyncio.Semaphore(cfg.write_concurrency)
+
+    def _charge(self, headers: Mapping[str, str], _body: Any) -> None:
+        try:
+            self.summary.request_charge += float(headers.get("x-ms-request-charge", 0) or 0)
+        except (TypeError, ValueError):
+            pass
+
+    async def _upsert(self, record: RawRecord, item: dict[str, Any]) -> None:
+        from azure.cosmos.exceptions import CosmosHttpResponseError
+
+        async with self._semaphore:
+            try:
+                await retry_async(
+                    lambda: self.container.upsert_item(item, response_hook=self._charge),
+                    self.policy,
+                    on_retry=lambda n, delay, exc: self.log.warning(
+                        "etl.write_retry", attempt=n, delayS=round(delay, 3), error=describe_error(exc)),
+                )
+            except CosmosHttpResponseError as exc:
+                if exc.status_code in RECORD_REJECTED_STATUS:
+                    self.summary.add_error(record.index, item["id"], f"rejected by Cosmos DB ({exc.status_code})",
+                                           record.line)
+                    return
+                raise
+        self.summary.written += 1
+
+    async def write_batch(self, batch: list[RawRecord], key: PartitionKeyPath, timestamp: str) -> None:
+        ready: list[tuple[RawRecord, dict[str, Any], Any]] = []
+        for record in batch:
+            self.summary.total_records += 1
+            value = record.value if record.error is None else None
+            candidate_id = value.get("id") if isinstance(value, dict) else None
+            if record.error is not None:
+                self.summary.add_error(record.index, None, record.error, record.line)
+                continue
+            try:
+                item = to_item(validate_record(value), str(self.source), timestamp)
+                partition_value = key.value_of(item)
+            except InvalidRecord as exc:
+                self.summary.add_error(record.index, candidate_id, str(exc), record.line)
+                continue
+            self.summary.note_values(item["metadata"]["type"], item["metadata"]["source"])
+            ready.append((record, item, partition_value))
+        for wave in _waves(ready):
+            await asyncio.gather(*(self._upsert(record, item) for record, item, _ in wave))
+
+
+async def run_etl(
+    data: bytes,
+    *,
+    source_blob: str,
+    container: ContainerProxy,
+    cfg: EtlSettings,
+    log: InvocationLog,
+    now: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> EtlSummary:
+    """Parse, validate, transform and upsert every record of ``data``; return the summary.
+
+    A blob that cannot be read yields a ``failed`` summary and writes nothing. A
+    write that keeps failing transiently raises (the platform retries the blob).
+    """
+    source = BlobRef.parse(source_blob)
+    run = EtlRun(source, container, cfg, log, now)
+    summary = run.summary
+    try:
+        fmt = detect_format(source.name, data)
+        # One streaming pass proves the whole blob readable before anything is written;
+        # it is CPU-bound, so it runs off the event loop.
+        await asyncio.to_thread(check_blob, data, fmt)
+    except BlobFormatError as exc:
+        summary.status = "failed"
+        summary.error = str(exc)
+        summary.finished_at = utc_timestamp(now())
+        return summary
+
+    key = await partition_key_of(container)
+    if not _key_resolves(key):
+        raise ValueError(
+            f"container partition key {list(key.paths)} is not a path of BlobEtl items "
+            "(use /id, /metadata/source, /metadata/type or /sourceBlob)"
+        )
+    timestamp = summary.started_at
+    for batch in _batched(iter_records(data, fmt), cfg.batch_size):
+        await run.write_batch(batch, key, timestamp)
+        await asyncio.sleep(0)  # let other invocations run between batches
+
+    if summary.invalid == 0:
+        summary.status = "succeeded"
+    elif summary.written == 0:
+        summary.status = "failed"
+    else:
+        summary.status = "partial"
+    summary.finished_at = utc_timestamp(now())
+    return summary
+
+
+_ITEM_SHAPE = {"id": "", "processedData": "", "timestamp": "", "sourceBlob": "", "metadata": {"source": "", "type": ""}}
+
+
+def _key_resolves(key: PartitionKeyPath) -> bool:
+    try:
+        key.value_of(_ITEM_SHAPE)
+    except KeyError:
+        return False
+    return True
+
+
+async def write_summary(blob_service: BlobServiceClient, summary_container: str, source: BlobRef,
+                        summary: EtlSummary, policy: RetryPolicy) -> str:
+    """Upload (overwrite) the summary blob; return its path."""
+    from azure.storage.blob import ContentSettings
+
+    name = summary_blob_name(source)
+    body = json.dumps(summary.to_document(), ensure_ascii=False, indent=2).encode("utf-8")
+    client = blob_service.get_blob_client(summary_container, name)
+    await retry_async(
+        lambda: client.upload_blob(body, overwrite=True,
+                                   content_settings=ContentSettings(content_type="application/json")),
+        policy,
+    )
+    return f"{summary_container}/{name}"
+
+
+async def process_blob(
+    data: bytes,
+    *,
+    source_blob: str,
+    cfg: EtlSettings,
+    log: InvocationLog,
+    container: ContainerProxy | None = None,
+    blob_service: BlobServiceClient | None = None,
+) -> EtlSummary:
+    """The whole pattern for one blob: ETL into Cosmos DB, then the summary blob, then one log line.
+
+    Clients default to ``common.clients``' shared ones.
+    """
+    from common import clients
+
+    started = time.perf_counter()
+    container = container if container is not None else clients.cosmos_container()
+    blob_service = blob_service if blob_service is not None else clients.blob_service_client("EtlStorage")
+    try:
+        summary = await run_etl(data, source_blob=source_blob, container=container, cfg=cfg, log=log)
+    except Exception as exc:
+        log.error("etl.failed", outcome="retry", bytes=len(data), error=describe_error(exc),
+                  durationMs=round((time.perf_counter() - started) * 1000, 3))
+        raise
+    summary_path = await write_summary(blob_service, cfg.summary_container, BlobRef.parse(source_blob), summary,
+                                       RetryPolicy(max_attempts=5, total_budget=cfg.write_budget_seconds))
+    elapsed = time.perf_counter() - started
+    level = log.info if summary.status == "succeeded" else log.warning
+    level("etl.completed", status=summary.status, bytes=len(data), totalRecords=summary.total_records,
+          written=summary.written, invalid=summary.invalid, error=summary.error, summaryBlob=summary_path,
+          requestCharge=round(summary.request_charge, 2), durationMs=round(elapsed * 1000, 3),
+          recordsPerSecond=round(summary.written / elapsed, 1) if elapsed > 0 else None)
+    return summary

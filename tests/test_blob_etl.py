@@ -1,0 +1,294 @@
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import pytest
+
+import BlobEtl
+from BlobEtl import records
+from BlobEtl.etl import BlobRef, process_blob, run_etl, summary_blob_name
+from BlobEtl.records import BlobFormatError, InvalidRecord, check_blob, detect_format, iter_records, validate_record
+from common.logs import bind_invocation
+from common.settings import EtlSettings
+from tests.conftest import FakeContext
+from tests.fakes import FakeContainer, cosmos_error
+
+CFG = EtlSettings(input_container="incoming", summary_container="summaries", write_concurrency=8,
+                  batch_size=50, write_budget_seconds=5.0)
+
+
+def record(i: int, **overrides: Any) -> dict[str, Any]:
+    base = {"id": f"r-{i}", "data": f"hello {i}", "source": f"src-{i % 3}", "type": "reading", "extra": [1, 2]}
+    base.update(overrides)
+    return base
+
+
+def as_json(items: list[Any]) -> bytes:
+    return json.dumps(items).encode()
+
+
+def as_jsonl(items: list[Any]) -> bytes:
+    return "\n".join(json.dumps(i) for i in items).encode() + b"\n"
+
+
+async def etl(data: bytes, name: str = "incoming/batch.json", container: FakeContainer | None = None,
+              cfg: EtlSettings = CFG):
+    container = container or FakeContainer()
+    summary = await run_etl(data, source_blob=name, container=container, cfg=cfg, log=bind_invocation(FakeContext()))
+    return summary, container
+
+
+# ------------------------------------------------------------------ parsing
+
+@pytest.mark.parametrize(("name", "data", "fmt"), [
+    ("a.json", b"[]", "json"), ("a.JSONL", b"", "jsonl"), ("a.ndjson", b"", "jsonl"),
+    ("noext", b"  [1]", "json"), ("noext", b"\n{\"a\":1}\n", "jsonl"),
+])
+def test_format_detection(name: str, data: bytes, fmt: str) -> None:
+    assert detect_format(name, data) == fmt
+
+
+def test_unknown_format_is_a_blob_error() -> None:
+    with pytest.raises(BlobFormatError, match="expected a JSON array"):
+        detect_format("data.csv", b"a,b,c")
+
+
+@pytest.mark.parametrize(("data", "fragment"), [
+    (b"", "blob is empty"),
+    (b"   ", "blob is empty"),
+    (b'{"id": "x"}', "top level must be a JSON array"),
+    (b'[{"id": "a"}, {"id": ', "not valid JSON"),
+    (b'[{"id": "a"} {"id": "b"}]', "not valid JSON: Expecting ',' delimiter at line 1 column 14"),
+    (b'[{"id": "caf\xe9"}]', "not valid UTF-8"),
+    (b"[1, 2] trailing", "not valid JSON"),
+])
+def test_unreadable_blobs_are_refused_with_position(data: bytes, fragment: str) -> None:
+    with pytest.raises(BlobFormatError) as info:
+        check_blob(data, "json")
+    assert fragment in str(info.value)
+
+
+def test_utf8_error_reports_its_byte_offset() -> None:
+    data = b'[{"id": "' + b"a" * 2_000_000 + b'\xff"}]'
+    with pytest.raises(BlobFormatError) as info:
+        check_blob(data, "json")
+    assert info.value.position == 2_000_009
+
+
+def test_byte_order_mark_is_accepted() -> None:
+    data = b"\xef\xbb\xbf" + as_json([record(1)])
+    check_blob(data, "json")
+    assert [r.value["id"] for r in iter_records(data, "json")] == ["r-1"]
+
+
+def test_json_lines_bad_line_is_a_bad_record_not_a_bad_blob() -> None:
+    data = b'{"id": "a"}\n\n{broken\n[1]\n'
+    check_blob(data, "jsonl")
+    got = list(iter_records(data, "jsonl"))
+    assert [(r.index, r.line, r.error is None) for r in got] == [(0, 1, True), (1, 3, False), (2, 4, True)]
+
+
+def test_deep_nesting_does_not_crash_the_parser() -> None:
+    deep = b'[{"id": "d", "data": "x", "source": "s", "type": "t", "n": ' + b"[" * 5000 + b"]" * 5000 + b"}]"
+    check_blob(deep, "json")
+    [raw] = list(iter_records(deep, "json"))
+    with pytest.raises(InvalidRecord, match="nests deeper than 64"):
+        validate_record(raw.value)
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ([1, 2], "record is a JSON array, not an object"),
+    ("text", "record is a JSON string"),
+    (None, "record is a JSON null"),
+    ({"data": "x", "source": "s", "type": "t"}, "missing 'id'"),
+    ({"id": 5, "data": "x", "source": "s", "type": "t"}, "'id' must be a string, not number"),
+    ({"id": "a", "data": "", "source": "s", "type": "t"}, "'data' must not be empty"),
+    ({"id": "a", "data": "x", "source": ["s"], "type": "t"}, "'source' must be a string, not array"),
+    ({"id": "a", "data": "x", "source": "s", "type": None}, "'type' must be a string, not null"),
+    ({"id": "a/b", "data": "x", "source": "s", "type": "t"}, "character Cosmos DB does not allow"),
+    ({"id": "x" * 256, "data": "x", "source": "s", "type": "t"}, "longer than 255"),
+])
+def test_invalid_records_say_why(value: Any, reason: str) -> None:
+    with pytest.raises(InvalidRecord) as info:
+        validate_record(value)
+    assert reason in str(info.value)
+
+
+def test_item_shape() -> None:
+    item = records.to_item(record(1, data="Straße"), "incoming/b.json", "2026-01-01T00:00:00.000Z")
+    assert item == {"id": "r-1", "processedData": "STRASSE", "timestamp": "2026-01-01T00:00:00.000Z",
+                    "metadata": {"source": "src-1", "type": "reading"}, "sourceBlob": "incoming/b.json"}
+
+
+def test_huge_data_is_invalid_not_a_failed_write() -> None:
+    with pytest.raises(InvalidRecord, match="too large"):
+        records.to_item(record(1, data="x" * 3_000_000), "c/b", "t")
+
+
+def test_summary_name_derives_from_the_source_name() -> None:
+    assert summary_blob_name(BlobRef.parse("incoming/2026/11/batch.json")) == "2026/11/batch.json.summary.json"
+    with pytest.raises(ValueError):
+        BlobRef.parse("no-container")
+
+
+# --------------------------------------------------------------------- runs
+
+async def test_valid_and_invalid_records_are_counted_and_named() -> None:
+    items: list[Any] = [record(i) for i in range(120)]
+    items[5] = {"id": "bad-5", "data": 7, "source": "s", "type": "t"}
+    items[77] = "not an object"
+    summary, container = await etl(as_json(items))
+    doc = summary.to_document()
+    assert (doc["status"], doc["totalRecords"], doc["written"], doc["invalid"]) == ("partial", 120, 118, 2)
+    assert doc["errors"] == [
+        {"index": 5, "id": "bad-5", "reason": "'data' must be a string, not number"},
+        {"index": 77, "id": None, "reason": "record is a JSON string, not an object"},
+    ]
+    assert doc["types"] == ["reading"] and doc["sources"] == ["src-0", "src-1", "src-2"]
+    assert doc["sourceBlob"] == "incoming/batch.json"
+    assert len(container.items) == 118
+    stored = container.items[("r-3", json.dumps("r-3"))]
+    assert stored["processedData"] == "HELLO 3" and stored["timestamp"].endswith("Z")
+    assert stored["sourceBlob"] == "incoming/batch.json"
+
+
+async def test_rerun_rewrites_the_same_items() -> None:
+    data = as_json([record(i) for i in range(30)])
+    _, container = await etl(data)
+    summary, container = await etl(data, container=container)
+    assert summary.written == 30 and len(container.items) == 30
+
+
+async def test_duplicate_ids_in_one_blob_last_one_wins() -> None:
+    data = as_json([record(1, data="first"), record(2), record(1, data="second"), record(1, data="third")])
+    summary, container = await etl(data)
+    assert summary.written == 4 and summary.invalid == 0
+    assert container.items[("r-1", json.dumps("r-1"))]["processedData"] == "THIRD"
+
+
+async def test_partition_key_is_read_from_the_container() -> None:
+    container = FakeContainer(("/metadata/source",))
+    summary, container = await etl(as_json([record(i) for i in range(10)]), container=container)
+    assert summary.written == 10
+    assert ("r-4", json.dumps("src-1")) in container.items
+    assert container.calls["read"] == 1
+    await etl(as_json([record(1)]), container=container)
+    assert container.calls["read"] == 1  # read once per process
+
+
+async def test_unsupported_partition_key_path_fails_clearly() -> None:
+    with pytest.raises(ValueError, match="/tenant"):
+        await etl(as_json([record(1)]), container=FakeContainer(("/tenant",)))
+
+
+async def test_writes_are_concurrent_and_bounded() -> None:
+    container = FakeContainer()
+    container.delay = 0.005
+    await etl(as_json([record(i) for i in range(200)]), container=container)
+    assert container.max_in_flight == CFG.write_concurrency
+
+
+async def test_throttling_is_retried_and_charge_is_summed() -> None:
+    container = FakeContainer()
+    container.failures["upsert"] = [cosmos_error(429, retry_after_ms=10), cosmos_error(429, retry_after_ms=10)]
+    summary, _ = await etl(as_json([record(i) for i in range(5)]), container=container)
+    assert summary.written == 5 and container.calls["upsert"] == 7
+    assert summary.request_charge == 5 * container.charge
+
+
+async def test_rejected_item_is_a_record_error() -> None:
+    container = FakeContainer()
+    container.failures["upsert"] = [cosmos_error(413, "Request size is too large")]
+    summary, _ = await etl(as_json([record(0)]), container=container)
+    assert (summary.status, summary.invalid, summary.errors[0]["reason"]) == (
+        "failed", 1, "rejected by Cosmos DB (413)")
+
+
+async def test_persistent_transient_failure_raises_for_a_platform_retry() -> None:
+    container = FakeContainer()
+    container.failures["upsert"] = [cosmos_error(503) for _ in range(50)]
+    with pytest.raises(Exception) as info:
+        await etl(as_json([record(0)]), container=container, cfg=EtlSettings(
+            "incoming", "summaries", write_concurrency=1, batch_size=10, write_budget_seconds=1.5))
+    assert getattr(info.value, "status_code", None) == 503
+
+
+async def test_malformed_blob_writes_nothing_and_fails_the_summary() -> None:
+    data = as_json([record(i) for i in range(100)])[:-40]
+    summary, container = await etl(data)
+    assert summary.status == "failed" and "not valid JSON" in (summary.error or "")
+    assert container.items == {} and container.calls["upsert"] == 0
+
+
+async def test_json_lines_blob() -> None:
+    data = as_jsonl([record(i) for i in range(7)]) + b"{oops\n"
+    summary, container = await etl(data, name="incoming/feed.jsonl")
+    assert (summary.written, summary.invalid) == (7, 1)
+    assert summary.errors[0]["line"] == 8 and summary.errors[0]["index"] == 7
+    assert len(container.items) == 7
+
+
+async def test_error_list_is_capped_at_100() -> None:
+    summary, _ = await etl(as_json([{"id": f"x{i}"} for i in range(250)]))
+    doc = summary.to_document()
+    assert doc["invalid"] == 250 and len(doc["errors"]) == 100 and doc["errorsTruncated"] is True
+    assert doc["status"] == "failed"
+
+
+async def test_empty_array_succeeds_with_nothing_to_do() -> None:
+    summary, _ = await etl(b"[]")
+    assert (summary.status, summary.total_records) == ("succeeded", 0)
+
+
+class FakeBlobClient:
+    def __init__(self, store: dict[str, bytes], path: str) -> None:
+        self.store, self.path = store, path
+
+    async def upload_blob(self, data: bytes, overwrite: bool = False, **kwargs: Any) -> None:
+        from azure.core.exceptions import ResourceExistsError
+
+        if self.path in self.store and not overwrite:
+            raise ResourceExistsError("The specified blob already exists.")
+        self.store[self.path] = data
+
+
+class FakeBlobService:
+    def __init__(self) -> None:
+        self.store: dict[str, bytes] = {}
+
+    def get_blob_client(self, container: str, blob: str) -> FakeBlobClient:
+        return FakeBlobClient(self.store, f"{container}/{blob}")
+
+
+async def test_main_writes_one_summary_per_blob_and_logs(monkeypatch: pytest.MonkeyPatch,
+                                                         caplog: pytest.LogCaptureFixture) -> None:
+    from common import clients
+
+    container, blobs = FakeContainer(), FakeBlobService()
+    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+
+    class Stream:
+        name = "incoming/day1.json"
+
+        def read(self) -> bytes:
+            return as_json([record(i) for i in range(3)])
+
+    with caplog.at_level(logging.INFO):
+        await BlobEtl.main(Stream(), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
+        await BlobEtl.main(Stream(), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
+    assert list(blobs.store) == ["summaries/day1.json.summary.json"]
+    doc = json.loads(blobs.store["summaries/day1.json.summary.json"])
+    assert doc["status"] == "succeeded" and doc["written"] == 3
+    log = json.loads(caplog.records[-1].getMessage())
+    assert log["event"] == "etl.completed" and log["written"] == 3 and log["requestCharge"] == 15.0
+
+
+async def test_process_blob_with_explicit_clients() -> None:
+    container, blobs = FakeContainer(), FakeBlobService()
+    summary = await process_blob(b"not json at all", source_blob="incoming/x.json", cfg=CFG,
+                                 log=bind_invocation(FakeContext()), container=container, blob_service=blobs)  # type: ignore[arg-type]
+    assert summary.status == "failed"
+    assert json.loads(blobs.store["summaries/x.json.summary.json"])["status"] == "failed"

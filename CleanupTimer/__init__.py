@@ -1,0 +1,18 @@
+"""CleanupTimer: on a schedule, delete Cosmos DB items older than the retention window."""
+
+from __future__ import annotations
+
+import azure.functions as func
+
+from common import settings
+from common.logs import bind_invocation
+
+from .cleanup import run_cleanup
+
+
+async def main(mytimer: func.TimerRequest, context: func.Context) -> None:
+    log = bind_invocation(context)
+    if mytimer.past_due:
+        # The host missed a scheduled run (app stopped or scaled in): run now, as normal.
+        log.warning("cleanup.past_due")
+    await run_cleanup(cfg=settings.cleanup_settings(), log=log)

@@ -1,0 +1,1 @@
+"""Development tooling: local emulators and the development host. Never deployed."""

@@ -1,0 +1,177 @@
+"""Local emulators for development and tests: Azurite (Blob, Queue) and a Cosmos DB API server.
+
+A development tool, never deployed (``.funcignore`` excludes ``devhost/``).
+Both run from the npm packages pinned in ``package.json`` on loopback, with
+their data in a folder of the caller's choosing::
+
+    with Emulators.start(data_dir, blob_port=10000, cosmos_port=8081) as emu:
+        emu.azurite_connection_string   # for EtlStorage / AzureWebJobsStorage
+        emu.cosmos_connection_string    # for CosmosConnection
+
+Every process started is stopped (its whole process group) on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+NODE_BIN = PROJECT_ROOT / "node_modules" / ".bin"
+
+#: Azurite's well-known development account (public, documented by Microsoft; not a secret).
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+#: The Cosmos DB emulator's well-known key (the API server accepts any key).
+COSMOS_KEY = "C2y6yDjf5/R+ob0N8A7Cgv30VRDJIWEHLM+4QDU5DE2nQ9nDuVTqobD4b8mGGyPMbIZnqyMsEcaGQy67XIw/Jw=="
+
+
+class EmulatorError(RuntimeError):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
+        return True
+    return False
+
+
+def azurite_connection_string(blob_port: int, queue_port: int) -> str:
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+        f"BlobEndpoint=http://127.0.0.1:{blob_port}/{AZURITE_ACCOUNT};"
+        f"QueueEndpoint=http://127.0.0.1:{queue_port}/{AZURITE_ACCOUNT};"
+    )
+
+
+def cosmos_connection_string(port: int) -> str:
+    return f"AccountEndpoint=https://127.0.0.1:{port}/;AccountKey={COSMOS_KEY};"
+
+
+def _node_tool(name: str) -> Path:
+    tool = NODE_BIN / name
+    if not tool.exists():
+        raise EmulatorError(f"{tool} is missing: run 'npm ci' in {PROJECT_ROOT} (make test and make start do it)")
+    return tool
+
+
+@dataclass
+class Emulators:
+    data_dir: Path
+    blob_port: int
+    queue_port: int
+    table_port: int
+    cosmos_port: int
+    processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    @property
+    def azurite_connection_string(self) -> str:
+        return azurite_connection_string(self.blob_port, self.queue_port)
+
+    @property
+    def cosmos_connection_string(self) -> str:
+        return cosmos_connection_string(self.cosmos_port)
+
+    @classmethod
+    @contextlib.contextmanager
+    def start(cls, data_dir: Path, *, blob_port: int | None = None, queue_port: int | None = None,
+              table_port: int | None = None, cosmos_port: int | None = None,
+              timeout: float = 60.0) -> Iterator[Emulators]:
+        """Start both emulators, wait until they answer, stop them on exit."""
+        emulators = cls(Path(data_dir), blob_port or free_port(), queue_port or free_port(),
+                        table_port or free_port(), cosmos_port or free_port())
+        try:
+            emulators._launch(timeout)
+            yield emulators
+        finally:
+            emulators.stop()
+
+    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = open(self.data_dir / log_name, "ab")  # noqa: SIM115 - owned by the process for its lifetime
+        process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   cwd=PROJECT_ROOT, start_new_session=True)
+        log.close()
+        self.processes.append(process)
+        return process
+
+    def _launch(self, timeout: float) -> None:
+        for port in (self.blob_port, self.queue_port, self.table_port, self.cosmos_port):
+            if port_open(port):
+                raise EmulatorError(f"port {port} on 127.0.0.1 is already in use (another emulator running?)")
+        azurite_dir = self.data_dir / "azurite"
+        azurite_dir.mkdir(parents=True, exist_ok=True)
+        self._spawn([
+            str(_node_tool("azurite")), "--silent", "--location", str(azurite_dir),
+            "--blobHost", "127.0.0.1", "--blobPort", str(self.blob_port),
+            "--queueHost", "127.0.0.1", "--queuePort", str(self.queue_port),
+            "--tableHost", "127.0.0.1", "--tablePort", str(self.table_port),
+            "--skipApiVersionCheck", "--disableTelemetry", "--loose",
+        ], "azurite.log")
+        node = shutil.which("node")
+        if node is None:
+            raise EmulatorError("node is not on the PATH: install Node.js 20 or newer")
+        self._spawn([node, str(PROJECT_ROOT / "scripts" / "cosmos-server.js"), str(self.cosmos_port)], "cosmos.log")
+        deadline = time.monotonic() + timeout
+        for port in (self.blob_port, self.queue_port, self.cosmos_port):
+            while not port_open(port):
+                for process in self.processes:
+                    if process.poll() is not None:
+                        raise EmulatorError(f"an emulator exited with code {process.returncode}: "
+                                            f"see the logs in {self.data_dir}")
+                if time.monotonic() > deadline:
+                    raise EmulatorError(f"emulator port {port} did not open within {timeout:g} s; logs in {self.data_dir}")
+                time.sleep(0.1)
+
+    def stop(self) -> None:
+        """Stop every process started (SIGTERM to its group, SIGKILL after 5 s)."""
+        for process in self.processes:
+            if process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGTERM)
+        for process in self.processes:
+            try:
+                process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=5)
+        self.processes.clear()
+
+
+async def provision(*, azurite: str, cosmos: str, database: str, containers: dict[str, str],
+                    blob_containers: list[str]) -> None:
+    """Create what the app needs on the emulators (the app itself never creates anything).
+
+    ``containers`` maps Cosmos container names to partition key paths.
+    """
+    from azure.core.exceptions import ResourceExistsError
+    from azure.cosmos import PartitionKey
+    from azure.cosmos.aio import CosmosClient
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(azurite) as blobs:
+        for name in blob_containers:
+            with contextlib.suppress(ResourceExistsError):
+                await blobs.create_container(name)
+    client = CosmosClient.from_connection_string(cosmos, connection_verify=False, enable_endpoint_discovery=False)
+    try:
+        db = await client.create_database_if_not_exists(database)
+        for name, path in containers.items():
+            await db.create_container_if_not_exists(name, partition_key=PartitionKey(path=path))
+    finally:
+        await client.close()

@@ -1,0 +1,164 @@
+"""BlobEtl and CleanupTimer end to end against Azurite and the Cosmos DB API server,
+with the app's real clients from common.clients."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+import BlobEtl
+import CleanupTimer
+from common import clients, settings
+from devhost.emulators import Emulators
+from tests.conftest import FakeContext, set_env
+from tests.integration.conftest import new_container
+
+pytestmark = pytest.mark.integration
+
+
+class BlobStream:
+    """What the blob trigger hands to main: the name ("container/blob") and the bytes."""
+
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = name
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data
+
+
+def record(i: int, source: str | None = None) -> dict[str, Any]:
+    return {"id": f"rec-{i:05d}", "data": f"payload {i}", "source": source or f"sensor-{i % 11}", "type": "reading"}
+
+
+async def upload_and_run(name: str, data: bytes) -> dict[str, Any]:
+    """Upload to Azurite's 'incoming', run BlobEtl on it as the trigger would, return the summary blob."""
+    service = clients.blob_service_client("EtlStorage")
+    await service.get_blob_client("incoming", name).upload_blob(data, overwrite=True)
+    downloaded = await (await service.get_blob_client("incoming", name).download_blob()).readall()
+    await BlobEtl.main(BlobStream(f"incoming/{name}", downloaded), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
+    summary = await (await service.get_blob_client("summaries", f"{name}.summary.json").download_blob()).readall()
+    return json.loads(summary)
+
+
+async def all_items() -> list[dict[str, Any]]:
+    container = clients.cosmos_container()
+    return [item async for item in container.query_items("SELECT * FROM c")]
+
+
+@pytest.mark.parametrize("partition_key_path", ["/id", "/metadata/source"])
+async def test_blob_with_valid_and_invalid_records(app_env: Emulators, monkeypatch: pytest.MonkeyPatch,
+                                                   partition_key_path: str) -> None:
+    await new_container(app_env, partition_key_path, monkeypatch)
+    records: list[Any] = [record(i) for i in range(150)]
+    records[10] = {"id": "broken", "data": None, "source": "s", "type": "t"}
+    records[99] = ["not", "an", "object"]
+    summary = await upload_and_run("mixed.json", json.dumps(records).encode())
+    assert (summary["status"], summary["totalRecords"], summary["written"], summary["invalid"]) == ("partial", 150, 148, 2)
+    assert [e["index"] for e in summary["errors"]] == [10, 99]
+    items = await all_items()
+    assert len(items) == 148
+    sample = next(i for i in items if i["id"] == "rec-00003")
+    assert sample["processedData"] == "PAYLOAD 3"
+    assert sample["metadata"] == {"source": "sensor-3", "type": "reading"}
+    assert sample["sourceBlob"] == "incoming/mixed.json" and sample["timestamp"].endswith("Z")
+
+    # A re-run (blob triggers can fire twice) rewrites the same items and the same summary.
+    again = await upload_and_run("mixed.json", json.dumps(records).encode())
+    assert again["written"] == 148
+    assert len(await all_items()) == 148
+
+
+async def test_json_lines_blob(app_env: Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
+    await new_container(app_env, "/id", monkeypatch)
+    lines = [json.dumps(record(i)) for i in range(40)] + ["{not json", json.dumps({"id": "x"})]
+    summary = await upload_and_run("feed.jsonl", ("\n".join(lines) + "\n").encode())
+    assert (summary["written"], summary["invalid"]) == (40, 2)
+    assert summary["errors"][0]["line"] == 41
+    assert len(await all_items()) == 40
+
+
+async def test_malformed_blob_writes_nothing(app_env: Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
+    await new_container(app_env, "/id", monkeypatch)
+    data = json.dumps([record(i) for i in range(20)]).encode()[:-25]
+    summary = await upload_and_run("truncated.json", data)
+    assert summary["status"] == "failed" and "not valid JSON" in summary["error"]
+    assert summary["written"] == 0
+    assert await all_items() == []
+
+
+async def test_5000_record_blob_throughput(app_env: Emulators, monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    await new_container(app_env, "/metadata/source", monkeypatch)
+    data = json.dumps([record(i) for i in range(5000)]).encode()
+    started = time.perf_counter()
+    summary = await upload_and_run("big.json", data)
+    elapsed = time.perf_counter() - started
+    assert summary["written"] == 5000 and summary["status"] == "succeeded"
+    count = [n async for n in clients.cosmos_container().query_items("SELECT VALUE COUNT(1) FROM c")]
+    assert count == [5000]
+    with capsys.disabled():
+        print(f"\n[figure] BlobEtl 5,000 records into the Cosmos DB API server: {elapsed:.2f} s, "
+              f"{5000 / elapsed:.0f} records/s (upload, ETL and summary; concurrency "
+              f"{settings.etl_settings().write_concurrency})")
+
+
+async def seed_cleanup(expired: int, fresh: int) -> None:
+    container = clients.cosmos_container()
+    now = datetime.now(UTC)
+    for i in range(max(expired, fresh)):
+        if i < expired:
+            stamp = (now - timedelta(days=31 + i % 9)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            await container.upsert_item({"id": f"old-{i}", "timestamp": stamp,
+                                         "metadata": {"source": f"src-{i % 23}", "type": "t"}})
+        if i < fresh:
+            stamp = (now - timedelta(days=i % 29)).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+            await container.upsert_item({"id": f"new-{i}", "timestamp": stamp,
+                                         "metadata": {"source": f"src-{i % 23}", "type": "t"}})
+
+
+async def run_timer() -> None:
+    from azure.functions.timer import TimerRequest
+
+    await CleanupTimer.main(TimerRequest(past_due=False), FakeContext(function_name="CleanupTimer"))
+
+
+@pytest.mark.parametrize("partition_key_path", ["/id", "/metadata/source"])
+async def test_cleanup_deletes_only_expired_items(app_env: Emulators, monkeypatch: pytest.MonkeyPatch,
+                                                  partition_key_path: str, capsys: pytest.CaptureFixture[str]) -> None:
+    await new_container(app_env, partition_key_path, monkeypatch)
+    set_env(monkeypatch, CLEANUP_PAGE_SIZE="50")
+    await seed_cleanup(expired=260, fresh=120)
+
+    set_env(monkeypatch, CLEANUP_DRY_RUN="true")
+    await run_timer()
+    assert len(await all_items()) == 380
+
+    set_env(monkeypatch, CLEANUP_DRY_RUN="false")
+    started = time.perf_counter()
+    await run_timer()
+    elapsed = time.perf_counter() - started
+    remaining = await all_items()
+    assert sorted(i["id"] for i in remaining) == sorted(f"new-{i}" for i in range(120))
+
+    await run_timer()  # a second run finds nothing and changes nothing
+    assert len(await all_items()) == 120
+    with capsys.disabled():
+        print(f"\n[figure] CleanupTimer ({partition_key_path}): 260 expired items deleted in {elapsed:.2f} s, "
+              f"{260 / elapsed:.0f} deletes/s")
+
+
+async def test_cleanup_max_deletes_leaves_the_rest_for_the_next_run(app_env: Emulators,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    await new_container(app_env, "/metadata/source", monkeypatch)
+    await seed_cleanup(expired=120, fresh=10)
+    set_env(monkeypatch, CLEANUP_MAX_DELETES="50")
+    await run_timer()
+    assert len(await all_items()) == 80
+    set_env(monkeypatch, CLEANUP_MAX_DELETES="0")
+    await run_timer()
+    assert len(await all_items()) == 10

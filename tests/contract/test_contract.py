@@ -28,7 +28,7 @@ FUNCTIONS = {"HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl"}
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def host():  # noqa: ANN201
-    from tests.contract.runtime_host import RuntimeHost
+    from devhost.runtime_host import RuntimeHost
 
     runtime_host = RuntimeHost(APP_ROOT)
     failures = await runtime_host.start(raise_on_failure=False)
@@ -42,7 +42,7 @@ async def test_every_function_loads(host) -> None:  # noqa: ANN001
 
 
 async def test_http_trigger_round_trip(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    from tests.contract.runtime_host import http_response
+    from devhost.runtime_host import http_response
 
     set_env(monkeypatch, API_KEY="contract-key-123456")
     response = await host.invoke("HttpGreeting", *host.http_request(

@@ -1,4 +1,4 @@
-"""Load and invoke a classic (v1) Azure Functions Python app in-process.
+"""Load and invoke a classic (v1) Azure Functions Python app in-process (contract tests, dev host).
 
 The contract tests drive the app through Microsoft's own runtime library for
 v1 apps, ``azure-functions-runtime-v1`` (the code Azure's Python proxy worker
@@ -10,7 +10,7 @@ expects.
 
 Typical use (pytest-asyncio)::
 
-    from tests.contract.runtime_host import RuntimeHost, http_response
+    from devhost.runtime_host import RuntimeHost, http_response
 
     async def test_greeting():
         host = RuntimeHost(APP_ROOT)

@@ -1,0 +1,5 @@
+import sys
+
+from devhost.start import main
+
+sys.exit(main())

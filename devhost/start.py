@@ -1,0 +1,142 @@
+"""``make start``: the whole app locally on emulators, with or without Core Tools.
+
+1. Writes ``local.settings.json`` from ``local.settings.example.json`` if it is missing
+   (never overwrites one).
+2. Starts Azurite (Blob 10000, Queue 10001, Table 10002) and the Cosmos DB API server
+   (8081) on loopback, data in ``.emulators/``, and waits until they answer.
+3. Creates what the app needs there: the Cosmos database and container, the blob containers.
+4. Runs the app: ``func start`` when Azure Functions Core Tools is on the PATH, else the
+   development host (:mod:`devhost.host`) on http://localhost:7071.
+5. On Ctrl-C (or SIGTERM) stops everything it started.
+
+Options: ``--port``, ``--settings``, ``--no-emulators`` (use the emulators the settings
+point at, already running), ``--devhost`` (even when Core Tools is installed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+from devhost.emulators import Emulators, EmulatorError, provision
+from devhost.host import DevHost, DevHostError, load_local_settings, say
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def ensure_local_settings(path: Path) -> bool:
+    """Copy the example to ``path`` if it is missing; True when written."""
+    if path.exists():
+        return False
+    shutil.copyfile(PROJECT_ROOT / "local.settings.example.json", path)
+    return True
+
+
+def _required(values: dict[str, str], name: str) -> str:
+    value = os.environ.get(name) or values.get(name)
+    if not value:
+        raise DevHostError(f"local settings must set '{name}'")
+    return value
+
+
+async def provision_from_settings(values: dict[str, str]) -> None:
+    await provision(
+        azurite=_required(values, "EtlStorage"),
+        cosmos=_required(values, "CosmosConnection"),
+        database=_required(values, "COSMOS_DATABASE"),
+        containers={_required(values, "COSMOS_CONTAINER"): "/id"},
+        blob_containers=[values.get("ETL_INPUT_CONTAINER") or "incoming",
+                         values.get("ETL_SUMMARY_CONTAINER") or "summaries"],
+    )
+
+
+@contextlib.contextmanager
+def _emulators(enabled: bool) -> Iterator[None]:
+    if not enabled:
+        yield
+        return
+    say("starting Azurite (blob :10000, queue :10001) and the Cosmos DB API server (:8081)")
+    with Emulators.start(PROJECT_ROOT / ".emulators", blob_port=10000, queue_port=10001, table_port=10002,
+                         cosmos_port=8081):
+        yield
+
+
+def _run_core_tools(port: int) -> int:
+    say("Azure Functions Core Tools found: running 'func start'")
+    process = subprocess.Popen(["func", "start", "--port", str(port)], cwd=PROJECT_ROOT, start_new_session=True)
+    try:
+        return process.wait()
+    except KeyboardInterrupt:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            return process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return process.wait()
+
+
+async def _run_devhost(port: int, state_dir: Path) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await DevHost(PROJECT_ROOT, port=port, state_dir=state_dir).run(stop)
+
+
+def configure_logging() -> None:
+    """The app's JSON log lines on stdout, as Core Tools shows function logs; the SDKs' chatter off."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+    for noisy in ("azure", "aiohttp.access", "uamqp"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="make start", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--port", type=int, default=7071)
+    parser.add_argument("--settings", type=Path, default=PROJECT_ROOT / "local.settings.json")
+    parser.add_argument("--no-emulators", action="store_true", help="do not start emulators")
+    parser.add_argument("--devhost", action="store_true", help="use the development host even if 'func' exists")
+    parser.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / ".emulators",
+                        help="where the development host remembers processed blobs")
+    args = parser.parse_args(argv)
+    configure_logging()
+
+    # SIGTERM ends the run like Ctrl-C, so the emulators are stopped either way.
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if ensure_local_settings(args.settings):
+            say(f"wrote {args.settings.name} from local.settings.example.json (edit it; it is git-ignored)")
+        values = load_local_settings(args.settings)
+        with _emulators(not args.no_emulators):
+            asyncio.run(provision_from_settings(values))
+            say(f"provisioned Cosmos DB '{values.get('COSMOS_DATABASE')}/{values.get('COSMOS_CONTAINER')}' "
+                "and the blob containers")
+            if shutil.which("func") and not args.devhost:
+                return _run_core_tools(args.port)
+            asyncio.run(_run_devhost(args.port, args.state_dir))
+    except KeyboardInterrupt:
+        pass
+    except (DevHostError, EmulatorError) as exc:
+        print(f"make start: {exc}", file=sys.stderr)
+        return 1
+    say("stopped")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

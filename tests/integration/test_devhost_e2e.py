@@ -1,0 +1,123 @@
+"""`make start`'s development host as a separate process, against the session's emulators."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from devhost.emulators import Emulators, free_port, provision
+from tests.conftest import APP_ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+API_KEY = "e2e-api-key-0123456789"
+
+
+def request(url: str, *, method: str = "GET", body: bytes | None = None,
+            headers: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    req = urllib.request.Request(url, data=body, method=method, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    try:
+        return status, json.loads(raw or b"{}")
+    except json.JSONDecodeError:
+        return status, {"text": raw.decode(errors="replace")}
+
+
+async def upload(emulators: Emulators, name: str, data: bytes) -> None:
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(emulators.azurite_connection_string) as service:
+        await service.get_blob_client("incoming", name).upload_blob(data, overwrite=True)
+
+
+async def read_summary(emulators: Emulators, name: str) -> dict[str, Any] | None:
+    from azure.core.exceptions import ResourceNotFoundError
+    from azure.storage.blob.aio import BlobServiceClient
+
+    async with BlobServiceClient.from_connection_string(emulators.azurite_connection_string) as service:
+        try:
+            stream = await service.get_blob_client("summaries", f"{name}.summary.json").download_blob()
+        except ResourceNotFoundError:
+            return None
+        return json.loads(await stream.readall())
+
+
+def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tmp_path: Path) -> None:
+    asyncio.run(provision(azurite=emulators.azurite_connection_string, cosmos=emulators.cosmos_connection_string,
+                          database="e2e", containers={"records": "/id"}, blob_containers=["incoming", "summaries"]))
+    example = json.loads((APP_ROOT / "local.settings.example.json").read_text())
+    example["Values"].update(EtlStorage=emulators.azurite_connection_string,
+                             AzureWebJobsStorage=emulators.azurite_connection_string,
+                             CosmosConnection=emulators.cosmos_connection_string,
+                             COSMOS_DATABASE="e2e", COSMOS_CONTAINER="records", API_KEY=API_KEY)
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps(example))
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if k not in example["Values"]}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost.start", "--no-emulators", "--devhost", "--settings", str(settings_file),
+         "--port", str(port), "--state-dir", str(tmp_path / "state")],
+        cwd=APP_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, body = request(f"{base}/admin/host/status")
+                if status == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError):
+                pass
+            assert process.poll() is None, "the development host exited early"
+            assert time.monotonic() < deadline, "the development host did not start within 60 s"
+            time.sleep(0.3)
+        assert set(body["functions"]) == {"HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl"}
+
+        status, body = request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": API_KEY})
+        assert (status, body) == (200, {"message": "Hello, Ada"})
+        status, body = request(f"{base}/api/HttpGreeting", method="POST", body=b'{"name": "Grace"}',
+                               headers={"x-api-key": API_KEY, "Content-Type": "application/json"})
+        assert (status, body) == (200, {"message": "Hello, Grace"})
+        assert request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": "wrong"})[0] == 401
+        assert request(f"{base}/api/HttpGreeting", method="DELETE")[0] == 405
+
+        status, body = request(f"{base}/admin/functions/CleanupTimer", method="POST", body=b"{}")
+        assert status == 202 and body["status"] == "succeeded"
+
+        sample = (APP_ROOT / "samples" / "readings.json").read_bytes()
+        asyncio.run(upload(emulators, "e2e-readings.json", sample))
+        deadline = time.monotonic() + 30
+        summary = None
+        while summary is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            summary = asyncio.run(read_summary(emulators, "e2e-readings.json"))
+        assert summary is not None, "no summary within 30 s"
+        assert (summary["status"], summary["written"], summary["invalid"]) == ("partial", 10, 1)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGINT)
+        try:
+            output, _ = process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            output, _ = process.communicate()
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, text
+    assert "development host for local use only" in text
+    assert "QueueProcessor: not triggered locally" in text
+    assert "stopped" in text.splitlines()[-1]
+    assert API_KEY not in text

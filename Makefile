@@ -37,8 +37,9 @@ emulators-install: $(NODE_STAMP)
 test: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# ARGS passes options through, e.g. make start ARGS="--no-emulators --port 7072"
 start: $(VENV_STAMP) $(NODE_STAMP)
-	$(PY) -m devhost.start
+	$(PY) -m devhost.start $(ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .emulators .pytest_cache

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from common import settings
+from common import settings, telemetry
 from common.logs import bind_invocation
 
 from .etl import process_blob
 
 
 async def main(blob: func.InputStream, context: func.Context) -> None:
+    data = blob.read()
     log = bind_invocation(context, blob=blob.name)
-    # A blob that cannot be read completes with a "failed" summary (retrying cannot fix it);
-    # a transient write failure raises, and the platform retries the blob (writes are upserts).
-    await process_blob(blob.read(), source_blob=blob.name or "", cfg=settings.etl_settings(), log=log)
+    with telemetry.invocation_span(context, "BlobEtl", attributes={"faas.trigger": "datasource",
+                                                                   "app.blob.name": blob.name, "app.blob.bytes": len(data)}):
+        # A blob that cannot be read completes with a "failed" summary (retrying cannot fix it);
+        # a transient write failure raises, and the platform retries the blob (writes are upserts).
+        await process_blob(data, source_blob=blob.name or "", cfg=settings.etl_settings(), log=log)

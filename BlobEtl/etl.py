@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
+from common import telemetry
 from common.cosmos import PartitionKeyPath, partition_key_of
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, retry_async
@@ -240,8 +241,13 @@ async def run_etl(
             "(use /id, /metadata/source, /metadata/type or /sourceBlob)"
         )
     timestamp = summary.started_at
-    for batch in _batched(iter_records(data, fmt), cfg.batch_size):
-        await run.write_batch(batch, key, timestamp)
+    for number, batch in enumerate(_batched(iter_records(data, fmt), cfg.batch_size)):
+        written, invalid = summary.written, summary.invalid
+        with telemetry.span("etl.batch", attributes={"app.etl.batch.number": number}) as batch_span:
+            await run.write_batch(batch, key, timestamp)
+            batch_span.set_attributes({"app.etl.batch.records": len(batch),
+                                       "app.etl.batch.written": summary.written - written,
+                                       "app.etl.batch.invalid": summary.invalid - invalid})
         await asyncio.sleep(0)  # let other invocations run between batches
 
     if summary.invalid == 0:
@@ -308,6 +314,9 @@ async def process_blob(
     summary_path = await write_summary(blob_service, cfg.summary_container, BlobRef.parse(source_blob), summary,
                                        RetryPolicy(max_attempts=5, total_budget=cfg.write_budget_seconds))
     elapsed = time.perf_counter() - started
+    telemetry.count("app.etl.records", summary.written, outcome="written")
+    telemetry.count("app.etl.records", summary.invalid, outcome="invalid")
+    telemetry.record_duration("app.etl.duration", elapsed, status=summary.status)
     level = log.info if summary.status == "succeeded" else log.warning
     level("etl.completed", status=summary.status, bytes=len(data), totalRecords=summary.total_records,
           written=summary.written, invalid=summary.invalid, error=summary.error, summaryBlob=summary_path,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from common import settings
+from common import settings, telemetry
 from common.logs import bind_invocation
 
 from .cleanup import run_cleanup
@@ -12,7 +12,9 @@ from .cleanup import run_cleanup
 
 async def main(mytimer: func.TimerRequest, context: func.Context) -> None:
     log = bind_invocation(context)
-    if mytimer.past_due:
-        # The host missed a scheduled run (app stopped or scaled in): run now, as normal.
-        log.warning("cleanup.past_due")
-    await run_cleanup(cfg=settings.cleanup_settings(), log=log)
+    with telemetry.invocation_span(context, "CleanupTimer", attributes={"faas.trigger": "timer",
+                                                                        "app.timer.past_due": mytimer.past_due}):
+        if mytimer.past_due:
+            # The host missed a scheduled run (app stopped or scaled in): run now, as normal.
+            log.warning("cleanup.past_due")
+        await run_cleanup(cfg=settings.cleanup_settings(), log=log)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
+from common import telemetry
 from common.cosmos import PartitionKeyPath, partition_key_of
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, retry_async
@@ -127,10 +128,16 @@ class _Cleanup:
             left = self.deletes_left()
             if left is not None:
                 rows = rows[:left]
-            if self.cfg.dry_run:
-                self.report.would_delete += len(rows)
-            else:
-                await asyncio.gather(*(self.delete(row, key) for row in rows))
+            deleted, gone, failed = self.report.deleted, self.report.already_gone, self.report.failed
+            with telemetry.span("cleanup.page", attributes={"app.cleanup.page.number": self.report.pages,
+                                                            "app.cleanup.page.items": len(rows)}) as page_span:
+                if self.cfg.dry_run:
+                    self.report.would_delete += len(rows)
+                else:
+                    await asyncio.gather(*(self.delete(row, key) for row in rows))
+                page_span.set_attributes({"app.cleanup.page.deleted": self.report.deleted - deleted,
+                                          "app.cleanup.page.already_gone": self.report.already_gone - gone,
+                                          "app.cleanup.page.failed": self.report.failed - failed})
             if self.deletes_left() == 0:
                 self.report.stopped = "max_deletes"
                 return False
@@ -183,6 +190,10 @@ async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: Co
         log.error("cleanup.failed", error=describe_error(exc), durationMs=round((time.perf_counter() - started) * 1000, 3))
         raise
     elapsed = time.perf_counter() - started
+    for outcome, amount in (("deleted", report.deleted), ("already_gone", report.already_gone),
+                            ("failed", report.failed), ("would_delete", report.would_delete)):
+        telemetry.count("app.cleanup.items", amount, outcome=outcome)
+    telemetry.record_duration("app.cleanup.duration", elapsed, stopped=report.stopped)
     level = log.info if report.failed == 0 and report.stopped in ("done", "max_deletes") else log.warning
     level(
         "cleanup.completed",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
+from common import telemetry
 from common.logs import bind_invocation
 
 from .greeting import GreetingRequest, respond
@@ -11,12 +12,16 @@ from .greeting import GreetingRequest, respond
 
 async def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     request = GreetingRequest(
+        method=req.method,
         params=dict(req.params),
         body=req.get_body(),
         api_key=req.headers.get("x-api-key"),
         caller_correlation_id=req.headers.get("x-correlation-id"),
     )
-    reply = await respond(request, invocation_id=context.invocation_id, log=bind_invocation(context))
+    with telemetry.invocation_span(context, "HttpGreeting", kind="server",
+                                   attributes={"http.request.method": req.method, "http.route": "api/HttpGreeting"}) as span:
+        reply = await respond(request, invocation_id=context.invocation_id, log=bind_invocation(context))
+        span.set_attribute("http.response.status_code", reply.status)
     return func.HttpResponse(
         reply.body_json(), status_code=reply.status, headers=reply.headers, mimetype="application/json", charset="utf-8"
     )

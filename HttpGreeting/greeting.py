@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import settings
+from common import settings, telemetry
 from common.logs import InvocationLog
 from common.secrets import SecretUnavailableError, get_secret
 
@@ -30,6 +30,7 @@ KeyLoader = Callable[[], Awaitable[str | None]]
 
 @dataclass(frozen=True)
 class GreetingRequest:
+    method: str
     params: Mapping[str, str]
     body: bytes
     api_key: str | None
@@ -118,9 +119,12 @@ async def respond(
                "Cache-Control": "no-store"}
 
     def reply(status: int, body: dict[str, Any], outcome: str, **extra_headers: str) -> Reply:
+        elapsed = time.perf_counter() - started
         level = log.warning if 400 <= status < 500 else (log.error if status >= 500 else log.info)
-        level("greeting.completed", status=status, outcome=outcome,
-              durationMs=round((time.perf_counter() - started) * 1000, 3))
+        level("greeting.completed", status=status, outcome=outcome, durationMs=round(elapsed * 1000, 3))
+        telemetry.count("app.greeting.requests", outcome=outcome, **{"http.response.status_code": status})
+        telemetry.record_duration("http.server.request.duration", elapsed, **{
+            "http.request.method": request.method, "http.response.status_code": status})
         return Reply(status, body, {**headers, **extra_headers})
 
     try:

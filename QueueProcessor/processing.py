@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from common import clients
+from common import clients, telemetry
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, retry_async
 from common.settings import QueueSettings
@@ -70,6 +70,22 @@ class InboundMessage:
             content_type=msg.content_type or None,
             application_properties=dict(properties),
         )
+
+    def upstream_traceparents(self) -> list[str]:
+        """Trace context the producer put on the message (``Diagnostic-Id`` or ``traceparent``)."""
+        found = []
+        for key in ("Diagnostic-Id", "traceparent"):
+            value = self.application_properties.get(key)
+            if isinstance(value, bytes):
+                value = value.decode("ascii", "replace")
+            if isinstance(value, str) and value not in found:
+                found.append(value)
+        return found
+
+    def span_attributes(self, queue: str) -> dict[str, Any]:
+        return {"messaging.system": "servicebus", "messaging.operation.type": "process",
+                "messaging.destination.name": queue, "messaging.message.id": self.message_id,
+                "messaging.servicebus.message.delivery_count": self.delivery_count}
 
     @property
     def effective_id(self) -> str:
@@ -165,10 +181,16 @@ async def send_with_retry(queue: str, message: ServiceBusMessage, policy: RetryP
             raise
 
     def on_retry(attempt_number: int, delay: float, error: BaseException) -> None:
+        telemetry.count("app.queue.send_retries", **{"messaging.destination.name": queue})
         log.warning("message.send_retry", queue=queue, attempt=attempt_number, delayS=round(delay, 3),
                     error=describe_error(error))
 
-    await retry_async(attempt, policy, on_retry=on_retry)
+    with telemetry.span(f"send {queue}", kind="producer", attributes={
+            "messaging.system": "servicebus", "messaging.operation.type": "send",
+            "messaging.destination.name": queue, "messaging.message.id": message.message_id}):
+        # The consumer of this message continues (links to) this trace.
+        message.application_properties = {**(message.application_properties or {}), **telemetry.trace_headers()}
+        await retry_async(attempt, policy, on_retry=on_retry)
 
 
 async def process_message(
@@ -197,6 +219,10 @@ async def process_message(
     def elapsed_ms() -> float:
         return round((time.perf_counter() - started) * 1000, 3)
 
+    def outcome(name: str) -> None:
+        telemetry.count("app.queue.messages", outcome=name, **{"messaging.destination.name": queues.input_queue})
+        telemetry.record_duration("messaging.process.duration", time.perf_counter() - started, outcome=name)
+
     try:
         event = parse_event(inbound.body)
     except InvalidMessage as error:
@@ -204,9 +230,11 @@ async def process_message(
             await send_with_retry(queues.invalid_queue, invalid_message(inbound, error, queues.input_queue),
                                   policy, log, sender_for)
         except Exception as exc:
+            outcome("failed")
             log.error("message.failed", outcome="failed", stage="route_invalid", reason=error.reason,
                       error=describe_error(exc), durationMs=elapsed_ms())
             raise
+        outcome("invalid")
         log.warning("message.routed_invalid", outcome="invalid", reason=error.reason, detail=error.detail,
                     queue=queues.invalid_queue, durationMs=elapsed_ms())
         return "invalid"
@@ -215,9 +243,11 @@ async def process_message(
     try:
         await send_with_retry(queues.output_queue, message, policy, log, sender_for)
     except Exception as exc:
+        outcome("failed")
         log.error("message.failed", outcome="failed", stage="forward", error=describe_error(exc),
                   durationMs=elapsed_ms())
         raise
+    outcome("forwarded")
     log.info("message.forwarded", outcome="forwarded", queue=queues.output_queue,
              outputMessageId=message.message_id, durationMs=elapsed_ms())
     return "forwarded"

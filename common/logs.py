@@ -135,6 +135,16 @@ class InvocationLog:
         self._log(logging.ERROR, event, {**fields, "error": describe_error(error), "errorAt": where})
 
 
+def _trace_id(context: Any) -> str | None:
+    """The W3C trace id of the invocation (``00-<trace id>-<span id>-<flags>``)."""
+    trace_parent = getattr(getattr(context, "trace_context", None), "trace_parent", None)
+    if isinstance(trace_parent, str):
+        parts = trace_parent.split("-")
+        if len(parts) == 4 and len(parts[1]) == 32 and parts[1] != "0" * 32:
+            return parts[1]
+    return None
+
+
 def bind_invocation(
     context: _Context | None,
     *,
@@ -142,10 +152,13 @@ def bind_invocation(
     logger: logging.Logger | None = None,
     **fields: Any,
 ) -> InvocationLog:
-    """Bind the Functions ``context`` (function name, invocation id) and a correlation id."""
+    """Bind the Functions ``context`` (function name, invocation id, trace id) and a correlation id."""
     function_name = getattr(context, "function_name", None)
     invocation_id = getattr(context, "invocation_id", None)
     base: dict[str, Any] = {"function": function_name, "invocationId": invocation_id}
     base["correlationId"] = correlation_id or invocation_id
+    trace_id = _trace_id(context)
+    if trace_id is not None:
+        base["traceId"] = trace_id  # Application Insights' operation_Id: joins logs, traces and metrics
     base.update(fields)
     return InvocationLog(logger or logging.getLogger(f"app.{function_name or 'function'}"), base)

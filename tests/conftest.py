@@ -14,7 +14,7 @@ APP_ROOT = Path(__file__).resolve().parent.parent
 if str(APP_ROOT) not in sys.path:
     sys.path.insert(0, str(APP_ROOT))
 
-from common import cosmos, loop_cache, secrets, settings  # noqa: E402
+from common import cosmos, loop_cache, secrets, settings, telemetry  # noqa: E402
 
 #: Every app setting the app reads; cleared before each test so the machine's environment cannot leak in.
 APP_SETTINGS = (
@@ -27,6 +27,7 @@ APP_SETTINGS = (
     "ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE", "ETL_WRITE_BUDGET_SECONDS",
     "RETENTION_DAYS", "CLEANUP_MAX_DELETES", "CLEANUP_DRY_RUN", "CLEANUP_DELETE_CONCURRENCY", "CLEANUP_PAGE_SIZE",
     "CLEANUP_TIME_BUDGET_SECONDS",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING", "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "TELEMETRY_CONSOLE",
 )
 
 
@@ -35,6 +36,7 @@ def reset_process_state() -> None:
     secrets.reset()
     loop_cache.reset()
     cosmos.reset()
+    telemetry.reset()
 
 
 @pytest.fixture(autouse=True)
@@ -47,12 +49,20 @@ def clean_app_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @dataclass
+class FakeTraceContext:
+    trace_parent: str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    trace_state: str = ""
+    attributes: dict = field(default_factory=dict)
+
+
+@dataclass
 class FakeContext:
-    """What the worker passes as ``context``: function name and invocation id."""
+    """What the worker passes as ``context``: function name, invocation id, the host's trace context."""
 
     function_name: str = "TestFunction"
     invocation_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     function_directory: str = str(APP_ROOT)
+    trace_context: FakeTraceContext | None = None
 
 
 @pytest.fixture

@@ -1,0 +1,278 @@
+"""Spans, links, metrics and logs per function, with in-memory exporters; and what must never be exported."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind, StatusCode
+
+import BlobEtl
+import CleanupTimer
+import HttpGreeting
+import QueueProcessor
+from common import clients, telemetry
+from tests.conftest import APP_ROOT, FakeContext, FakeTraceContext, set_env
+from tests.fakes import FakeContainer, FakeServiceBus, cosmos_error
+from tests.test_blob_etl import FakeBlobService
+from tests.test_http_greeting import request as http_request
+from tests.test_queue_processor import trigger as sb_trigger
+
+HOST_TRACE = "0af7651916cd43dd8448eb211c80319c"
+HOST_SPAN = "b7ad6b7169203331"
+UPSTREAM = "00-11111111111111111111111111111111-2222222222222222-01"
+
+
+class Telemetry:
+    def __init__(self) -> None:
+        self.spans = InMemorySpanExporter()
+        tracer_provider = TracerProvider()
+        tracer_provider.add_span_processor(SimpleSpanProcessor(self.spans))
+        self.reader = InMemoryMetricReader()
+        telemetry.use_providers(tracer_provider, MeterProvider(metric_readers=[self.reader]))
+
+    def finished(self, name: str | None = None) -> list[ReadableSpan]:
+        return [s for s in self.spans.get_finished_spans() if name is None or s.name == name]
+
+    def metrics(self) -> dict[str, list[tuple[dict[str, Any], Any]]]:
+        """name -> [(attributes, value)]; a counter's value is its sum, a histogram's its count."""
+        found: dict[str, list[tuple[dict[str, Any], Any]]] = {}
+        data = self.reader.get_metrics_data()
+        for resource in data.resource_metrics if data else []:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    for point in metric.data.data_points:
+                        value = getattr(point, "value", None)
+                        if value is None:
+                            value = point.count
+                        found.setdefault(metric.name, []).append((dict(point.attributes), value))
+        return found
+
+    def exported_text(self) -> str:
+        parts = []
+        for span in self.finished():
+            parts.append(span.to_json())
+        parts.append(json.dumps(self.metrics(), default=str))
+        return "\n".join(parts)
+
+
+@pytest.fixture
+def otel() -> Iterator[Telemetry]:
+    yield Telemetry()
+    telemetry.reset()
+
+
+def context(name: str) -> FakeContext:
+    return FakeContext(function_name=name, trace_context=FakeTraceContext())
+
+
+def as_hex(number: int, width: int) -> str:
+    return format(number, f"0{width}x")
+
+
+async def test_http_span_continues_the_host_trace_and_counts(otel: Telemetry, monkeypatch: pytest.MonkeyPatch,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    set_env(monkeypatch, API_KEY="k-123456789")
+    with caplog.at_level(logging.INFO):
+        await HttpGreeting.main(http_request(params={"name": "Ada"}, key="k-123456789"), context("HttpGreeting"))
+        await HttpGreeting.main(http_request(params={"name": "Ada"}, key="wrong"), context("HttpGreeting"))
+    [first, second] = otel.finished("HttpGreeting")
+    assert first.kind == SpanKind.SERVER
+    assert as_hex(first.context.trace_id, 32) == HOST_TRACE
+    assert as_hex(first.parent.span_id, 16) == HOST_SPAN
+    assert first.attributes["http.response.status_code"] == 200
+    assert second.attributes["http.response.status_code"] == 401
+    metrics = otel.metrics()
+    assert sorted((a["outcome"], a["http.response.status_code"], v) for a, v in metrics["app.greeting.requests"]) == [
+        ("greeted", 200, 1), ("wrong_key", 401, 1)]
+    assert sum(v for _, v in metrics["http.server.request.duration"]) == 2
+    assert json.loads(caplog.records[-1].getMessage())["traceId"] == HOST_TRACE
+
+
+async def test_queue_trace_spans_input_processing_and_output(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = FakeServiceBus("out", "invalid")
+    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
+    from azure.servicebus import exceptions as sb
+
+    bus.senders["out"].failures = [sb.ServiceBusServerBusyError(message="busy")]
+    await QueueProcessor.main(sb_trigger({"id": "a"}, properties={"Diagnostic-Id": UPSTREAM}), context("QueueProcessor"))
+    [consumer] = otel.finished("process in")
+    [producer] = otel.finished("send out")
+    assert consumer.kind == SpanKind.CONSUMER and producer.kind == SpanKind.PRODUCER
+    assert as_hex(consumer.context.trace_id, 32) == HOST_TRACE
+    assert [as_hex(link.context.trace_id, 32) for link in consumer.links] == ["1" * 32]
+    assert producer.parent.span_id == consumer.context.span_id
+    assert consumer.attributes["messaging.destination.name"] == "in"
+    [out] = bus.queues["out"].messages
+    traceparent = out.application_properties["traceparent"]
+    assert traceparent == f"00-{HOST_TRACE}-{as_hex(producer.context.span_id, 16)}-01"
+    assert out.application_properties["Diagnostic-Id"] == traceparent
+    metrics = otel.metrics()
+    assert [(a["outcome"], v) for a, v in metrics["app.queue.messages"]] == [("forwarded", 1)]
+    assert [v for _, v in metrics["app.queue.send_retries"]] == [1]
+
+
+async def test_invalid_message_is_counted_and_traced(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = FakeServiceBus("out", "invalid")
+    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
+    await QueueProcessor.main(sb_trigger(b"{nope"), context("QueueProcessor"))
+    assert otel.finished("send invalid")
+    assert [(a["outcome"], v) for a, v in otel.metrics()["app.queue.messages"]] == [("invalid", 1)]
+    assert "traceparent" in bus.queues["invalid"].messages[0].application_properties
+
+
+async def test_etl_records_a_span_per_batch(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    container, blobs = FakeContainer(), FakeBlobService()
+    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+    set_env(monkeypatch, ETL_BATCH_SIZE="40")
+    records = [{"id": f"r{i}", "data": "d", "source": "s", "type": "t"} for i in range(100)] + [{"id": 1}]
+
+    class Stream:
+        name = "incoming/x.json"
+
+        def read(self) -> bytes:
+            return json.dumps(records).encode()
+
+    await BlobEtl.main(Stream(), context("BlobEtl"))  # type: ignore[arg-type]
+    batches = otel.finished("etl.batch")
+    assert [(s.attributes["app.etl.batch.written"], s.attributes["app.etl.batch.invalid"]) for s in batches] == [
+        (40, 0), (40, 0), (20, 1)]
+    [root] = otel.finished("BlobEtl")
+    assert all(b.parent.span_id == root.context.span_id for b in batches)
+    assert sorted((a["outcome"], v) for a, v in otel.metrics()["app.etl.records"]) == [("invalid", 1), ("written", 100)]
+
+
+async def test_cleanup_records_a_span_per_page(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.functions.timer import TimerRequest
+
+    container = FakeContainer()
+    for i in range(30):
+        await container.upsert_item({"id": f"o{i}", "timestamp": "2001-01-01T00:00:00.000Z"})
+    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    set_env(monkeypatch, CLEANUP_PAGE_SIZE="10")
+    await CleanupTimer.main(TimerRequest(past_due=False), context("CleanupTimer"))
+    pages = otel.finished("cleanup.page")
+    assert [s.attributes["app.cleanup.page.deleted"] for s in pages] == [10, 10, 10]
+    metrics = dict((a["outcome"], v) for a, v in otel.metrics()["app.cleanup.items"])
+    assert metrics["deleted"] == 30
+
+
+async def test_a_failing_invocation_marks_its_span_without_the_raw_message(otel: Telemetry,
+                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    container = FakeContainer()
+    container.failures["query"] = [cosmos_error(401, "bad key AccountKey=leakedsecretvalue==")]
+    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    from azure.functions.timer import TimerRequest
+
+    with pytest.raises(Exception):
+        await CleanupTimer.main(TimerRequest(past_due=False), context("CleanupTimer"))
+    [root] = otel.finished("CleanupTimer")
+    assert root.status.status_code == StatusCode.ERROR
+    assert "leakedsecretvalue" not in otel.exported_text()
+    assert root.events[0].attributes["exception.type"] == "CosmosHttpResponseError"
+
+
+SECRET = "S3cr3t-Value-That-Must-Never-Leak-42"
+
+
+async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypatch: pytest.MonkeyPatch,
+                                                       caplog: pytest.LogCaptureFixture) -> None:
+    """Every function runs with a known secret in its settings and its inputs; none of it is exported."""
+    from azure.functions.timer import TimerRequest
+    from azure.servicebus import exceptions as sb
+
+    set_env(monkeypatch, API_KEY=SECRET,
+            ServiceBusConnection=f"Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey={SECRET}",
+            CosmosConnection=f"AccountEndpoint=https://x.documents.azure.com:443/;AccountKey={SECRET};",
+            EtlStorage=f"DefaultEndpointsProtocol=https;AccountName=x;AccountKey={SECRET};",
+            INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
+    bus = FakeServiceBus("out", "invalid")
+    bus.senders["out"].failures = [sb.ServiceBusConnectionError(message=f"link failed SharedAccessKey={SECRET}")]
+    container, blobs = FakeContainer(), FakeBlobService()
+    container.failures["upsert"] = [cosmos_error(503, f"unavailable AccountKey={SECRET}")]
+    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+
+    class Stream:
+        name = "incoming/s.json"
+
+        def read(self) -> bytes:
+            return json.dumps([{"id": "a", "data": SECRET, "source": "s", "type": "t"}]).encode()
+
+    with caplog.at_level(logging.DEBUG):
+        for key in (SECRET, SECRET[:-1], None):
+            await HttpGreeting.main(http_request("POST", body={"name": "Personal Name"}, key=key), context("HttpGreeting"))
+        await QueueProcessor.main(sb_trigger({"id": "a", "card": SECRET}), context("QueueProcessor"))
+        await QueueProcessor.main(sb_trigger(SECRET.encode()), context("QueueProcessor"))
+        await BlobEtl.main(Stream(), context("BlobEtl"))  # type: ignore[arg-type]
+        await CleanupTimer.main(TimerRequest(past_due=True), context("CleanupTimer"))
+    exported = otel.exported_text() + "\n" + caplog.text
+    assert len(otel.finished()) >= 8
+    assert SECRET not in exported
+    assert SECRET[:-1] not in exported
+    assert "Personal Name" not in exported
+
+
+def test_with_telemetry_off_nothing_is_configured_or_contacted() -> None:
+    """A fresh process with no telemetry settings: functions run, no SDK or exporter is loaded."""
+    code = f"""
+import asyncio, json, os, sys
+sys.path.insert(0, {str(APP_ROOT)!r})
+os.environ['API_KEY'] = 'k-123456789'
+import azure.functions as func
+import HttpGreeting
+from tests.conftest import FakeContext, FakeTraceContext
+req = func.HttpRequest('GET', 'http://x/api/HttpGreeting', headers={{'x-api-key': 'k-123456789'}}, params={{'name': 'A'}}, body=b'')
+resp = asyncio.run(HttpGreeting.main(req, FakeContext(trace_context=FakeTraceContext())))
+from common import telemetry
+loaded = sorted(m for m in sys.modules if m.startswith(('opentelemetry.sdk', 'azure.monitor', 'opentelemetry.exporter')))
+print(json.dumps([resp.status_code, loaded, telemetry.trace_headers()]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=APP_ROOT)
+    assert result.returncode == 0, result.stderr
+    status, loaded, headers = json.loads(result.stdout.strip().splitlines()[-1])
+    assert status == 200 and loaded == []
+    assert headers == {}  # outside an invocation there is no trace to propagate
+
+
+async def test_telemetry_off_still_propagates_the_host_trace_to_messages(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = FakeServiceBus("out", "invalid")
+    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
+    await QueueProcessor.main(sb_trigger({"id": "a"}), context("QueueProcessor"))
+    assert bus.queues["out"].messages[0].application_properties["traceparent"].split("-")[1] == HOST_TRACE
+
+
+def test_connection_string_selects_the_azure_monitor_distro(monkeypatch: pytest.MonkeyPatch) -> None:
+    import azure.monitor.opentelemetry as distro
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(distro, "configure_azure_monitor", lambda **kwargs: calls.append(kwargs))
+    set_env(monkeypatch, APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-000000000000")
+    with telemetry.span("x"):
+        pass
+    assert calls == [{"logger_name": "app"}]
+    telemetry.reset()
+    set_env(monkeypatch, IDENTITY_ENDPOINT="http://localhost:1/msi", AZURE_CLIENT_ID="cid")
+    with telemetry.span("x"):
+        pass
+    assert type(calls[1]["credential"]).__name__ == "ManagedIdentityCredential"
+    telemetry.reset()
+    set_env(monkeypatch, PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY="true")
+    with telemetry.span("x"):
+        pass
+    assert len(calls) == 2  # the worker configured it already: not twice

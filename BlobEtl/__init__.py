@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from common import settings, telemetry
-from common.logs import bind_invocation
-
-from .etl import process_blob
+# Every import but the bindings' types happens on the first invocation: the runtime loads
+# all four functions at start-up, and an instance that only ever runs one of them should
+# not pay for the others' modules. Later invocations find them in sys.modules.
 
 
 async def main(blob: func.InputStream, context: func.Context) -> None:
+    from common import settings, telemetry
+    from common.logs import bind_invocation
+
+    from .etl import process_blob
+
     data = blob.read()
     log = bind_invocation(context, blob=blob.name)
     with telemetry.invocation_span(context, "BlobEtl", attributes={"faas.trigger": "datasource",

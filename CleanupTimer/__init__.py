@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from common import settings, telemetry
-from common.logs import bind_invocation
-
-from .cleanup import run_cleanup
+# Every import but the bindings' types happens on the first invocation: the runtime loads
+# all four functions at start-up, and an instance that only ever runs one of them should
+# not pay for the others' modules. Later invocations find them in sys.modules.
 
 
 async def main(mytimer: func.TimerRequest, context: func.Context) -> None:
+    from common import settings, telemetry
+    from common.logs import bind_invocation
+
+    from .cleanup import run_cleanup
+
     log = bind_invocation(context)
     with telemetry.invocation_span(context, "CleanupTimer", attributes={"faas.trigger": "timer",
                                                                         "app.timer.past_due": mytimer.past_due}):

@@ -13,6 +13,7 @@ an empty confirming one.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -117,34 +118,56 @@ class _Cleanup:
                 self.report.deleted += 1
 
     async def one_pass(self, query: str, key: PartitionKeyPath) -> bool:
-        """Run the query once, deleting page by page. False when the run must stop."""
+        """Run the query once, deleting page by page. False when the run must stop.
+
+        The next page is fetched while the current one's deletes run, so the deletes never
+        wait for a query round trip; at most two pages are held in memory.
+        """
         cutoff = [{"name": "@cutoff", "value": self.report.cutoff}]
         pages = self.container.query_items(query, parameters=cutoff, max_item_count=self.cfg.page_size,
                                            response_hook=self._charge).by_page()
-        async for page in pages:
-            rows = [row async for row in page]
-            self.report.pages += 1
-            self.report.scanned += len(rows)
-            left = self.deletes_left()
-            if left is not None:
-                rows = rows[:left]
-            deleted, gone, failed = self.report.deleted, self.report.already_gone, self.report.failed
-            with telemetry.span("cleanup.page", attributes={"app.cleanup.page.number": self.report.pages,
-                                                            "app.cleanup.page.items": len(rows)}) as page_span:
-                if self.cfg.dry_run:
-                    self.report.would_delete += len(rows)
-                else:
-                    await asyncio.gather(*(self.delete(row, key) for row in rows))
-                page_span.set_attributes({"app.cleanup.page.deleted": self.report.deleted - deleted,
-                                          "app.cleanup.page.already_gone": self.report.already_gone - gone,
-                                          "app.cleanup.page.failed": self.report.failed - failed})
-            if self.deletes_left() == 0:
-                self.report.stopped = "max_deletes"
-                return False
-            if self.clock() >= self.deadline:
-                self.report.stopped = "time_budget"
-                return False
-        return True
+
+        async def next_rows() -> list[Any] | None:
+            try:
+                page = await anext(pages)
+            except StopAsyncIteration:
+                return None
+            return [row async for row in page]
+
+        upcoming: asyncio.Future[list[Any] | None] = asyncio.ensure_future(next_rows())
+        try:
+            while (rows := await upcoming) is not None:
+                upcoming = asyncio.ensure_future(next_rows())
+                await self._handle_page(rows, key)
+                if self.deletes_left() == 0:
+                    self.report.stopped = "max_deletes"
+                    return False
+                if self.clock() >= self.deadline:
+                    self.report.stopped = "time_budget"
+                    return False
+            return True
+        finally:
+            if not upcoming.done():
+                upcoming.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await upcoming
+
+    async def _handle_page(self, rows: list[Any], key: PartitionKeyPath) -> None:
+        self.report.pages += 1
+        self.report.scanned += len(rows)
+        left = self.deletes_left()
+        if left is not None:
+            rows = rows[:left]
+        deleted, gone, failed = self.report.deleted, self.report.already_gone, self.report.failed
+        with telemetry.span("cleanup.page", attributes={"app.cleanup.page.number": self.report.pages,
+                                                        "app.cleanup.page.items": len(rows)}) as page_span:
+            if self.cfg.dry_run:
+                self.report.would_delete += len(rows)
+            else:
+                await asyncio.gather(*(self.delete(row, key) for row in rows))
+            page_span.set_attributes({"app.cleanup.page.deleted": self.report.deleted - deleted,
+                                      "app.cleanup.page.already_gone": self.report.already_gone - gone,
+                                      "app.cleanup.page.failed": self.report.failed - failed})
 
 
 async def delete_expired_records(

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from common import telemetry
-from common.logs import bind_invocation
-
-from .greeting import GreetingRequest, respond
+# Every import but the bindings' types happens on the first invocation: the runtime loads
+# all four functions at start-up, and an instance that only ever runs one of them should
+# not pay for the others' modules. Later invocations find them in sys.modules.
 
 
 async def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    from common import telemetry
+    from common.logs import bind_invocation
+
+    from .greeting import GreetingRequest, respond
+
     request = GreetingRequest(
         method=req.method,
         params=dict(req.params),

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from common import settings, telemetry
-from common.logs import bind_invocation
-
-from .processing import InboundMessage, process_message
+# Every import but the bindings' types happens on the first invocation: the runtime loads
+# all four functions at start-up, and an instance that only ever runs one of them should
+# not pay for the others' modules. Later invocations find them in sys.modules.
 
 
 async def main(msg: func.ServiceBusMessage, context: func.Context) -> None:
+    from common import settings, telemetry
+    from common.logs import bind_invocation
+
+    from .processing import InboundMessage, process_message
+
     inbound = InboundMessage.from_trigger(msg)
     queues = settings.queue_settings()
     log = bind_invocation(context, correlation_id=inbound.correlation_id or inbound.message_id)

@@ -76,6 +76,8 @@ class Emulators:
     queue_port: int
     table_port: int
     cosmos_port: int
+    #: Added to every Cosmos response (benchmarks model a network round trip with it).
+    cosmos_latency_ms: int = 0
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -90,21 +92,21 @@ class Emulators:
     @contextlib.contextmanager
     def start(cls, data_dir: Path, *, blob_port: int | None = None, queue_port: int | None = None,
               table_port: int | None = None, cosmos_port: int | None = None,
-              timeout: float = 60.0) -> Iterator[Emulators]:
+              cosmos_latency_ms: int = 0, timeout: float = 60.0) -> Iterator[Emulators]:
         """Start both emulators, wait until they answer, stop them on exit."""
         emulators = cls(Path(data_dir), blob_port or free_port(), queue_port or free_port(),
-                        table_port or free_port(), cosmos_port or free_port())
+                        table_port or free_port(), cosmos_port or free_port(), cosmos_latency_ms)
         try:
             emulators._launch(timeout)
             yield emulators
         finally:
             emulators.stop()
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, args: list[str], log_name: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / log_name, "ab")  # noqa: SIM115 - owned by the process for its lifetime
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=PROJECT_ROOT, start_new_session=True)
+                                   cwd=PROJECT_ROOT, start_new_session=True, env={**os.environ, **(env or {})})
         log.close()
         self.processes.append(process)
         return process
@@ -125,7 +127,8 @@ class Emulators:
         node = shutil.which("node")
         if node is None:
             raise EmulatorError("node is not on the PATH: install Node.js 20 or newer")
-        self._spawn([node, str(PROJECT_ROOT / "scripts" / "cosmos-server.js"), str(self.cosmos_port)], "cosmos.log")
+        self._spawn([node, str(PROJECT_ROOT / "scripts" / "cosmos-server.js"), str(self.cosmos_port)], "cosmos.log",
+                    env={"COSMOS_LATENCY_MS": str(self.cosmos_latency_ms)})
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port, self.cosmos_port):
             while not port_open(port):

@@ -12,6 +12,14 @@ const host = process.env.COSMOS_HOST || "127.0.0.1";
 const keepAliveMs = 65000;
 
 const server = createHttpsServer({ keepAlive: true });
+// COSMOS_LATENCY_MS delays every response, to model the network round trip to a real
+// account (benchmarks use it; loopback answers in well under a millisecond).
+const latencyMs = parseInt(process.env.COSMOS_LATENCY_MS || "0", 10);
+if (latencyMs > 0) {
+  const handlers = server.listeners("request");
+  server.removeAllListeners("request");
+  server.on("request", (req, res) => setTimeout(() => handlers.forEach((h) => h(req, res)), latencyMs));
+}
 server.keepAliveTimeout = keepAliveMs;
 server.headersTimeout = keepAliveMs + 1000;
 const sockets = new Set();

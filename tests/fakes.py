@@ -175,12 +175,15 @@ class FakeContainer:
 
     async def _operation(self, name: str) -> None:
         self.calls[name] += 1
-        self.in_flight += 1
-        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        writes = name in ("upsert", "delete")  # in_flight counts writes: a query page may overlap them
+        if writes:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             await asyncio.sleep(self.delay)
         finally:
-            self.in_flight -= 1
+            if writes:
+                self.in_flight -= 1
         if self.failures[name]:
             raise self.failures[name].pop(0)
 

@@ -117,9 +117,9 @@ async def test_throttled_deletes_back_off_and_succeed() -> None:
 async def test_time_budget_stops_taking_pages() -> None:
     container = FakeContainer()
     await seed(container, expired=100, fresh=0)
-    # Each page of the query "takes" 100 s: the budget of 150 s allows a second page, not a third.
+    # Each page of deletes "takes" 100 s: the budget of 150 s allows a second page, not a third.
     report = await clean(container, replace(CFG, time_budget_seconds=150.0),
-                         clock=lambda: 100.0 * container.calls["query"])
+                         clock=lambda: 100.0 * container.calls["delete"] / CFG.page_size)
     assert report.stopped == "time_budget"
     assert report.deleted == 2 * CFG.page_size
     assert len(container.items) == 100 - 2 * CFG.page_size

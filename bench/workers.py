@@ -1,0 +1,421 @@
+"""One measurement per process: ``python -m bench.workers <measurement> [options]``.
+
+Each prints one JSON object on its last line of stdout. ``bench.run`` starts these
+in fresh processes so that imports, caches and memory of one measurement never
+leak into another.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import importlib.util
+import json
+import os
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+import types
+import uuid
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BASELINE_APP = PROJECT_ROOT / "bench" / "baselines" / "naive_app"
+API_KEY = "bench-api-key-0123456789"
+
+OURS = {"http": "HttpGreeting", "etl": "BlobEtl", "cleanup": "CleanupTimer"}
+BASELINE = {"http": "GreetingFetchesSecretPerRequest", "etl": "EtlLoadAllThenCreateOneByOne",
+            "cleanup": "CleanupSelectAllDeleteOneByOne"}
+
+
+# ---------------------------------------------------------------- credentials
+
+def _token() -> Any:
+    from azure.core.credentials import AccessToken
+
+    return AccessToken("bench-static-token", int(time.time()) + 3600)
+
+
+class StaticCredential:
+    """A credential that always has a token: no identity endpoint exists on this machine."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        return _token()
+
+    def close(self) -> None:
+        pass
+
+
+class AsyncStaticCredential:
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> Any:
+        return _token()
+
+    async def close(self) -> None:
+        pass
+
+    async def __aenter__(self) -> AsyncStaticCredential:
+        return self
+
+    async def __aexit__(self, *args: Any) -> None:
+        pass
+
+
+def install_static_credentials() -> None:
+    """Both apps get the static credential where they would build DefaultAzureCredential."""
+    import azure.identity
+    import azure.identity.aio
+
+    import common.credential
+
+    azure.identity.DefaultAzureCredential = StaticCredential  # type: ignore[misc,assignment]
+    azure.identity.aio.DefaultAzureCredential = AsyncStaticCredential  # type: ignore[misc,assignment]
+    common.credential._build_credential = lambda: AsyncStaticCredential()  # type: ignore[assignment]
+
+
+def accept_local_vault_stub() -> None:
+    """The baseline's sync SecretClient, with the two flags the local stub needs (its self-signed
+    certificate, and a challenge resource that is not a vault domain). Ours sets them itself for
+    loopback vaults (common.clients)."""
+    import azure.keyvault.secrets as kv
+
+    original = kv.SecretClient
+
+    class StubSecretClient(original):  # type: ignore[misc,valid-type]
+        def __init__(self, vault_url: str, credential: Any, **kwargs: Any) -> None:
+            super().__init__(vault_url, credential, connection_verify=False, verify_challenge_resource=False, **kwargs)
+
+    kv.SecretClient = StubSecretClient  # type: ignore[misc]
+
+
+def _load_baseline_function(folder: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(f"baseline_{folder}", BASELINE_APP / folder / "__init__.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _rss_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+class Context:
+    def __init__(self, name: str) -> None:
+        self.function_name = name
+        self.invocation_id = str(uuid.uuid4())
+        self.trace_context = None
+
+
+# ----------------------------------------------------------------- cold start
+
+def coldstart(app: str) -> dict[str, Any]:
+    """Load the app through the Functions Python runtime library; ``floor`` loads no function."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from devhost.runtime_host import RuntimeHost
+
+    root = PROJECT_ROOT if app in ("ours", "floor") else BASELINE_APP
+    before = len(sys.modules)
+    started = time.perf_counter()
+    import azure.functions  # noqa: F401 - part of the floor: the runtime imports it for every app
+
+    host = RuntimeHost(root)
+    asyncio.run(host.start(only=[] if app == "floor" else None))
+    elapsed = time.perf_counter() - started
+    return {"seconds": elapsed, "modules": len(sys.modules) - before, "functions": len(host.functions)}
+
+
+# ------------------------------------------------------------------- warm HTTP
+
+class _DiscardSpans:
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 0) -> bool:
+        return True
+
+
+def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: bool) -> dict[str, Any]:
+    os.environ.update(KEY_VAULT_URL=vault_url, API_KEY_SECRET_NAME="greeting-api-key")
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from devhost.runtime_host import RuntimeHost, http_response
+
+    install_static_credentials()
+    if app == "baseline":
+        accept_local_vault_stub()
+    if telemetry_on:
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+        from common import telemetry
+
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(_DiscardSpans()))
+        telemetry.use_providers(provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
+    root, name = (PROJECT_ROOT, OURS["http"]) if app == "ours" else (BASELINE_APP, BASELINE["http"])
+
+    async def run() -> dict[str, Any]:
+        host = RuntimeHost(root)
+        await host.start(only=[name])
+        url = f"http://localhost:7071/api/{name}?name=Ada"
+
+        async def one() -> float:
+            trigger = host.http_request(name, "GET", url, headers={"x-api-key": API_KEY})
+            started = time.perf_counter()
+            response = await host.invoke(name, *trigger)
+            elapsed = time.perf_counter() - started
+            status = http_response(response)[0]
+            if status != 200:
+                raise RuntimeError(f"{name} answered {status}")
+            return elapsed
+
+        for _ in range(warmup):
+            await one()
+        started = time.perf_counter()
+        latencies = [await one() for _ in range(invocations)]
+        total = time.perf_counter() - started
+        latencies.sort()
+        return {"invocations": invocations, "p50_ms": statistics.median(latencies) * 1000,
+                "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+                "rps": invocations / total}
+
+    return asyncio.run(run())
+
+
+# -------------------------------------------------------------------- Blob ETL
+
+def make_blob(records: int) -> bytes:
+    filler = "sensor reading " * 14
+    return json.dumps([{"id": f"rec-{i:07d}", "data": f"{filler}{i}", "source": f"sensor-{i % 50}",
+                        "type": "reading"} for i in range(records)]).encode()
+
+
+class BlobStream:
+    def __init__(self, name: str, data: bytes) -> None:
+        self.name = name
+        self.length = len(data)
+        self._data = data
+
+    def read(self, size: int = -1) -> bytes:
+        return self._data
+
+
+async def _count_items() -> int:
+    from azure.cosmos.aio import CosmosClient
+
+    client = CosmosClient.from_connection_string(os.environ["CosmosConnection"], connection_verify=False)
+    try:
+        container = client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
+            os.environ["COSMOS_CONTAINER"])
+        return [n async for n in container.query_items("SELECT VALUE COUNT(1) FROM c")][0]
+    finally:
+        await client.close()
+
+
+def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
+    sys.path.insert(0, str(PROJECT_ROOT))
+    install_static_credentials()
+    data = make_blob(records)
+    stream = BlobStream(f"incoming/bench-{records}.json", data)
+    if impl == "ours":
+        import BlobEtl
+
+        main = BlobEtl.main
+        # Import now what the first invocation would import (the baseline imports its SDKs at
+        # module top): tracemalloc should see the data, not the modules.
+        import azure.cosmos.aio  # noqa: F401
+        import azure.storage.blob.aio  # noqa: F401
+        import ijson  # noqa: F401
+        import opentelemetry.metrics  # noqa: F401
+        import opentelemetry.trace  # noqa: F401
+
+        import BlobEtl.etl  # noqa: F401
+        import common.clients  # noqa: F401
+    else:
+        main = _load_baseline_function(BASELINE["etl"]).main
+
+    async def run() -> float:
+        started = time.perf_counter()
+        if impl == "ours":
+            await main(stream, Context("BlobEtl"))  # type: ignore[arg-type]
+        else:
+            await main(stream)  # type: ignore[arg-type]
+        elapsed = time.perf_counter() - started
+        if impl == "ours":
+            from common import clients
+
+            await clients.close_all()
+        return elapsed
+
+    rss_before = _rss_bytes()
+    if trace_memory:
+        tracemalloc.start()
+    elapsed = asyncio.run(run())
+    traced_peak = tracemalloc.get_traced_memory()[1] if trace_memory else None
+    if trace_memory:
+        tracemalloc.stop()
+    rss_delta = _peak_rss_bytes() - rss_before
+    written = asyncio.run(_count_items())
+    if written != records:
+        raise RuntimeError(f"{impl} wrote {written} of {records} records")
+    return {"records": records, "seconds": elapsed, "records_per_second": records / elapsed,
+            "blob_bytes": len(data), "rss_delta_bytes": rss_delta, "tracemalloc_peak_bytes": traced_peak}
+
+
+def raw_upsert(records: int, concurrency: int) -> dict[str, Any]:
+    """The emulator's limit: a minimal async client upserting prepared items, nothing else."""
+    from azure.cosmos.aio import CosmosClient
+
+    items = [{"id": f"raw-{i:07d}", "processedData": "X" * 220, "timestamp": "2026-01-01T00:00:00.000Z",
+              "metadata": {"source": f"sensor-{i % 50}", "type": "reading"}} for i in range(records)]
+
+    async def run() -> float:
+        client = CosmosClient.from_connection_string(os.environ["CosmosConnection"], connection_verify=False)
+        container = client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
+            os.environ["COSMOS_CONTAINER"])
+        await container.read()
+        semaphore = asyncio.Semaphore(concurrency)
+
+        async def put(item: dict[str, Any]) -> None:
+            async with semaphore:
+                await container.upsert_item(item)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(put(item) for item in items))
+        elapsed = time.perf_counter() - started
+        await client.close()
+        return elapsed
+
+    elapsed = asyncio.run(run())
+    return {"records": records, "seconds": elapsed, "records_per_second": records / elapsed}
+
+
+# --------------------------------------------------------------------- cleanup
+
+async def _seed_expired(items: int, fresh: int) -> None:
+    from azure.cosmos.aio import CosmosClient
+
+    client = CosmosClient.from_connection_string(os.environ["CosmosConnection"], connection_verify=False)
+    container = client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
+        os.environ["COSMOS_CONTAINER"])
+    semaphore = asyncio.Semaphore(32)
+
+    async def put(item: dict[str, Any]) -> None:
+        async with semaphore:
+            await container.upsert_item(item)
+
+    expired = [{"id": f"old-{i}", "timestamp": "2001-01-01T00:00:00.000Z", "metadata": {"source": "s", "type": "t"},
+                "processedData": "X" * 200} for i in range(items)]
+    kept = [{"id": f"new-{i}", "timestamp": "2999-01-01T00:00:00.000Z", "metadata": {"source": "s", "type": "t"},
+             "processedData": "X" * 200} for i in range(fresh)]
+    await asyncio.gather(*(put(item) for item in expired + kept))
+    await client.close()
+
+
+def cleanup(impl: str, items: int, concurrency: int) -> dict[str, Any]:
+    sys.path.insert(0, str(PROJECT_ROOT))
+    install_static_credentials()
+    asyncio.run(_seed_expired(items, fresh=items // 10))
+    from azure.functions.timer import TimerRequest
+
+    async def run() -> float:
+        started = time.perf_counter()
+        if impl == "ours":
+            import CleanupTimer
+            from common import clients
+
+            await CleanupTimer.main(TimerRequest(past_due=False), Context("CleanupTimer"))
+            elapsed = time.perf_counter() - started
+            await clients.close_all()
+            return elapsed
+        if impl == "baseline":
+            await _load_baseline_function(BASELINE["cleanup"]).main(TimerRequest(past_due=False))
+            return time.perf_counter() - started
+        return await _raw_delete(items, concurrency)
+
+    elapsed = asyncio.run(run())
+    remaining = asyncio.run(_count_items())
+    if remaining != items // 10:
+        raise RuntimeError(f"{impl} left {remaining} items, expected {items // 10}")
+    return {"items": items, "seconds": elapsed, "deletes_per_second": items / elapsed}
+
+
+async def _raw_delete(items: int, concurrency: int) -> float:
+    """The limit: delete known (id, partition key) pairs concurrently, no query."""
+    from azure.cosmos.aio import CosmosClient
+
+    client = CosmosClient.from_connection_string(os.environ["CosmosConnection"], connection_verify=False)
+    container = client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
+        os.environ["COSMOS_CONTAINER"])
+    await container.read()
+    semaphore = asyncio.Semaphore(concurrency)
+
+    async def drop(item_id: str) -> None:
+        async with semaphore:
+            await container.delete_item(item_id, partition_key=item_id)
+
+    started = time.perf_counter()
+    await asyncio.gather(*(drop(f"old-{i}") for i in range(items)))
+    elapsed = time.perf_counter() - started
+    await client.close()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    sub = parser.add_subparsers(dest="measurement", required=True)
+    p = sub.add_parser("coldstart")
+    p.add_argument("app", choices=["ours", "baseline", "floor"])
+    p = sub.add_parser("http")
+    p.add_argument("app", choices=["ours", "baseline"])
+    p.add_argument("--vault", required=True)
+    p.add_argument("--invocations", type=int, default=1000)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--telemetry", choices=["off", "on"], default="off")
+    p = sub.add_parser("etl")
+    p.add_argument("impl", choices=["ours", "baseline"])
+    p.add_argument("--records", type=int, required=True)
+    p.add_argument("--trace-memory", action="store_true")
+    p = sub.add_parser("raw-upsert")
+    p.add_argument("--records", type=int, required=True)
+    p.add_argument("--concurrency", type=int, required=True)
+    p = sub.add_parser("cleanup")
+    p.add_argument("impl", choices=["ours", "baseline", "raw"])
+    p.add_argument("--items", type=int, required=True)
+    p.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    if args.measurement == "coldstart":
+        result = coldstart(args.app)
+    elif args.measurement == "http":
+        result = http(args.app, args.vault, args.invocations, args.warmup, args.telemetry == "on")
+    elif args.measurement == "etl":
+        result = etl(args.impl, args.records, args.trace_memory)
+    elif args.measurement == "raw-upsert":
+        result = raw_upsert(args.records, args.concurrency)
+    else:
+        result = cleanup(args.impl, args.items, args.concurrency)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,239 @@
+// Alerts: failed function invocations, messages in a Service Bus dead-letter queue, blobs
+// moved to the blob trigger's poison queue, and blob events Event Grid could not deliver.
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Short unique suffix of every resource name.')
+param resourceToken string
+
+@description('Application Insights resource that receives the functions\' requests.')
+param appInsightsId string
+
+@description('Service Bus namespace of the queues.')
+param serviceBusNamespaceId string
+
+@description('Queues whose dead-letter queues are watched.')
+param queueNames array
+
+@description('Log Analytics workspace that receives the storage account\'s queue logs.')
+param logAnalyticsWorkspaceId string
+
+@description('Storage account of the blob trigger (its poison queue lives there).')
+param storageAccountName string
+
+@description('Event Grid system topic of the storage account\'s blob events.')
+param blobEventsTopicName string
+
+@description('Email address that receives the alerts. Empty: alerts fire in the portal only.')
+param alertEmail string = ''
+
+var actionGroups = empty(alertEmail) ? [] : [
+  actionGroup.id
+]
+
+resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(alertEmail)) {
+  name: 'ag-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    groupShortName: 'fnalerts'
+    enabled: true
+    emailReceivers: [
+      {
+        name: 'operator'
+        emailAddress: alertEmail
+        useCommonAlertSchema: true
+      }
+    ]
+  }
+}
+
+resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
+  name: blobEventsTopicName
+}
+
+// Any failed invocation (a request with success == false; host.json never samples requests).
+resource functionFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-function-failures-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'A function invocation failed (Application Insights requests/failed > 0 in 5 minutes).'
+    severity: 2
+    enabled: true
+    scopes: [
+      appInsightsId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'failedRequests'
+          metricNamespace: 'microsoft.insights/components'
+          metricName: 'requests/failed'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Count'
+        }
+      ]
+    }
+    actions: [for id in actionGroups: {
+      actionGroupId: id
+    }]
+  }
+}
+
+// A message in the dead-letter queue of any of the app's queues: QueueProcessor gave up on
+// it after MaxDeliveryCount attempts, or it expired.
+resource deadLetteredMessages 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-servicebus-dead-letters-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'A Service Bus queue of the app has messages in its dead-letter queue.'
+    severity: 2
+    enabled: true
+    scopes: [
+      serviceBusNamespaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'deadLetteredMessages'
+          metricNamespace: 'Microsoft.ServiceBus/namespaces'
+          metricName: 'DeadletteredMessages'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Maximum'
+          dimensions: [
+            {
+              name: 'EntityName'
+              operator: 'Include'
+              values: queueNames
+            }
+          ]
+        }
+      ]
+    }
+    actions: [for id in actionGroups: {
+      actionGroupId: id
+    }]
+  }
+}
+
+// A blob moved to the poison queue: BlobEtl failed on it poisonBlobThreshold times
+// (host.json). The storage account's queue writes are in the workspace (resources.bicep).
+resource poisonBlobs 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-blob-poison-queue-${resourceToken}'
+  location: resourceGroup().location
+  tags: tags
+  properties: {
+    displayName: 'Blob moved to webjobs-blobtrigger-poison'
+    description: 'BlobEtl gave up on a blob: a message was put on the webjobs-blobtrigger-poison queue.'
+    severity: 2
+    enabled: true
+    scopes: [
+      logAnalyticsWorkspaceId
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT5M'
+    autoMitigate: false
+    criteria: {
+      allOf: [
+        {
+          query: 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" | where Uri contains "/webjobs-blobtrigger-poison/"'
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    actions: {
+      actionGroups: actionGroups
+    }
+  }
+}
+
+// Blob events that Event Grid gave up delivering to the function (they are in the
+// dead-letter container) or could not even dead-letter.
+resource undeliveredBlobEvents 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-blob-events-undelivered-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Event Grid dead-lettered a blob event for BlobEtl: the blob was not processed.'
+    severity: 2
+    enabled: true
+    scopes: [
+      blobEventsTopic.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'deadLetteredEvents'
+          metricNamespace: 'Microsoft.EventGrid/systemTopics'
+          metricName: 'DeadLetteredCount'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    actions: [for id in actionGroups: {
+      actionGroupId: id
+    }]
+  }
+}
+
+resource droppedBlobEvents 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-blob-events-dropped-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Event Grid dropped a blob event for BlobEtl (not delivered and not dead-lettered).'
+    severity: 1
+    enabled: true
+    scopes: [
+      blobEventsTopic.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'droppedEvents'
+          metricNamespace: 'Microsoft.EventGrid/systemTopics'
+          metricName: 'DroppedEventCount'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    actions: [for id in actionGroups: {
+      actionGroupId: id
+    }]
+  }
+}

@@ -1,0 +1,105 @@
+// Entry point: `azd up` / `azd provision` (parameters from main.parameters.json), or
+//   az deployment sub create --location <region> --template-file infra/main.bicep \
+//     --parameters environmentName=<name> location=<region>
+// Creates the resource group rg-<environmentName> and everything in it. See infra/README.md.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (the azd environment name); the resource group and every resource name derive from it.')
+param environmentName string
+
+@minLength(1)
+@description('Azure region of every resource. It must offer the Flex Consumption plan (az functionapp list-flexconsumption-locations).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Object id of whoever deploys (azd passes the signed-in user or pipeline): may read and rotate the API key in Key Vault. Empty: nobody gets that role.')
+param principalId string = ''
+
+@secure()
+@minLength(12)
+@description('The API key HttpGreeting accepts, stored in Key Vault. azd passes the current secret back (main.parameters.json), so re-provisioning keeps it; otherwise a new random key is generated on each deployment that does not pass one.')
+param apiKey string = newGuid()
+
+@description('Cosmos DB capacity mode: serverless (the default) or provisioned autoscale throughput.')
+param cosmosServerless bool = true
+
+@description('Email address that receives the alerts. Empty: alerts show in the portal only.')
+param alertEmail string = ''
+
+@description('Most instances the Flex Consumption app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Memory of each Flex Consumption instance (MB).')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+
+resource resourceGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: 'rg-${environmentName}'
+  location: location
+  tags: tags
+}
+
+module resources 'resources.bicep' = {
+  name: 'resources'
+  scope: resourceGroup
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    apiKey: apiKey
+    deployerPrincipalId: principalId
+    cosmosServerless: cosmosServerless
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+  }
+}
+
+module alerts 'alerts.bicep' = {
+  name: 'alerts'
+  scope: resourceGroup
+  params: {
+    tags: tags
+    resourceToken: resourceToken
+    appInsightsId: resources.outputs.appInsightsId
+    serviceBusNamespaceId: resources.outputs.serviceBusNamespaceId
+    queueNames: resources.outputs.queueNames
+    logAnalyticsWorkspaceId: resources.outputs.logAnalyticsWorkspaceId
+    storageAccountName: resources.outputs.storageAccountName
+    blobEventsTopicName: resources.outputs.blobEventsTopicName
+    alertEmail: alertEmail
+  }
+}
+
+// azd stores these in .azure/<environment>/.env; hooks and the README's commands use them.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = resourceGroup.name
+output AZURE_FUNCTION_APP_NAME string = resources.outputs.functionAppName
+output AZURE_FUNCTION_APP_URL string = 'https://${resources.outputs.functionAppHostName}'
+output AZURE_MANAGED_IDENTITY_CLIENT_ID string = resources.outputs.identityClientId
+output AZURE_STORAGE_ACCOUNT_NAME string = resources.outputs.storageAccountName
+output AZURE_BLOB_EVENTS_TOPIC_NAME string = resources.outputs.blobEventsTopicName
+output AZURE_SERVICEBUS_NAMESPACE string = resources.outputs.serviceBusNamespaceName
+output AZURE_COSMOS_ENDPOINT string = resources.outputs.cosmosEndpoint
+output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName
+output AZURE_KEY_VAULT_URL string = resources.outputs.keyVaultUri
+output API_KEY_SECRET_NAME string = resources.outputs.apiKeySecretName
+output APPLICATIONINSIGHTS_NAME string = resources.outputs.appInsightsName
+output AZURE_LOG_ANALYTICS_WORKSPACE_NAME string = resources.outputs.logAnalyticsWorkspaceName

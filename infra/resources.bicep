@@ -1,0 +1,783 @@
+// Every resource of one environment, in one resource group (main.bicep creates the group).
+//
+// The function app authenticates to everything with one user-assigned managed identity:
+// no connection string, account key or SAS is created, read or stored anywhere. Each role
+// assignment is scoped to the one resource it serves (see infra/README.md for the list).
+
+@description('Azure region of every resource in this group.')
+param location string
+
+@description('Tags for every resource.')
+param tags object
+
+@description('Short unique suffix of every resource name (main.bicep derives it).')
+param resourceToken string
+
+@secure()
+@minLength(12)
+@description('The API key HttpGreeting accepts; stored as the Key Vault secret API_KEY_SECRET_NAME.')
+param apiKey string
+
+@description('When the API key secret is written; its expiry is a year later.')
+param deploymentTime string = utcNow()
+
+@description('Object id of whoever deploys (person or pipeline): gets Key Vault Secrets Officer on the vault, to rotate the API key. Empty: no such role.')
+param deployerPrincipalId string = ''
+
+@description('Cosmos DB capacity mode: serverless (pay per request) when true, else provisioned autoscale throughput.')
+param cosmosServerless bool = true
+
+@description('Autoscale maximum RU/s of the database when cosmosServerless is false.')
+param cosmosAutoscaleMaxThroughput int = 1000
+
+@description('Most instances the Flex Consumption app scales out to.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 100
+
+@description('Memory of each Flex Consumption instance.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+// ---------------------------------------------------------------------------
+// Names the app reads as settings, and names of the resources.
+
+var names = {
+  identity: 'id-${resourceToken}'
+  storage: 'st${resourceToken}'
+  plan: 'plan-${resourceToken}'
+  functionApp: 'func-${resourceToken}'
+  serviceBus: 'sb-${resourceToken}'
+  cosmos: 'cosmos-${resourceToken}'
+  keyVault: 'kv-${resourceToken}'
+  logAnalytics: 'log-${resourceToken}'
+  appInsights: 'appi-${resourceToken}'
+  blobEventsTopic: 'evgt-${resourceToken}'
+}
+
+var inputQueueName = 'orders-in'
+var outputQueueName = 'orders-out'
+var invalidQueueName = 'orders-invalid'
+var cosmosDatabaseName = 'serverless'
+var cosmosContainerName = 'records'
+var etlInputContainerName = 'incoming'
+var etlSummaryContainerName = 'summaries'
+var apiKeySecretName = 'greeting-api-key'
+// Flex Consumption deploys the app package to this container, with the identity.
+var deploymentContainerName = 'app-package'
+// Blob events Event Grid could not deliver (infra/blob-events.bicep) land here.
+var eventDeadLetterContainerName = 'eventgrid-deadletter'
+
+// Built-in role definitions (ids are the same in every tenant).
+var roleIds = {
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
+  serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+}
+// Cosmos DB's data-plane role "Cosmos DB Built-in Data Contributor".
+var cosmosDataContributorRoleId = '00000000-0000-0000-0000-000000000002'
+
+// ---------------------------------------------------------------------------
+// Identity
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: names.identity
+  location: location
+  tags: tags
+}
+
+// ---------------------------------------------------------------------------
+// Monitoring: a Log Analytics workspace, and Application Insights on it that accepts
+// telemetry authenticated with Microsoft Entra ID only (the identity, not a key).
+
+resource logAnalytics 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
+  name: names.logAnalytics
+  location: location
+  tags: tags
+  properties: {
+    sku: {
+      name: 'PerGB2018'
+    }
+    retentionInDays: 30
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: names.appInsights
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: logAnalytics.id
+    DisableLocalAuth: true
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Storage: the host's own storage (AzureWebJobsStorage), the deployment package, and
+// BlobEtl's containers (EtlStorage). One account, so the blob trigger's poison queue
+// (webjobs-blobtrigger-poison, on the account of the trigger's connection) is here too.
+
+resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: names.storage
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: 'Standard_LRS'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_206: locally redundant by default to keep a sample environment cheap; choose Standard_ZRS or GZRS for production data.
+    // checkov:skip=CKV_AZURE_33: queue logging is on for writes (diagnostic setting below, feeds the poison-queue alert); read logs would record every poll of the host's queues.
+    // checkov:skip=CKV_AZURE_59: public endpoint on purpose (no virtual network in this sample); every request must carry an Entra ID token since shared keys are off.
+    // checkov:skip=CKV_AZURE_35: default action Allow for the same reason; Flex Consumption instances have no fixed outbound addresses to allow-list without a virtual network.
+    // checkov:skip=CKV2_AZURE_1: Microsoft-managed keys; customer-managed keys are an organisation policy choice, not needed for this sample.
+    allowSharedKeyAccess: false
+    allowBlobPublicAccess: false
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    defaultToOAuthAuthentication: true
+    allowCrossTenantReplication: false
+    isLocalUserEnabled: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+        }
+        queue: {
+          enabled: true
+          keyType: 'Account'
+        }
+        table: {
+          enabled: true
+          keyType: 'Account'
+        }
+        file: {
+          enabled: true
+        }
+      }
+    }
+  }
+}
+
+resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    deleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: 7
+    }
+  }
+}
+
+resource etlInputContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: etlInputContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource etlSummaryContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: etlSummaryContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: deploymentContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource eventDeadLetterContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: blobService
+  name: eventDeadLetterContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' = {
+  parent: storage
+  name: 'default'
+}
+
+// Queue writes go to Log Analytics: the poison-queue alert (alerts.bicep) looks for a
+// message put on webjobs-blobtrigger-poison.
+resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'queue-writes-to-log-analytics'
+  scope: queueService
+  properties: {
+    workspaceId: logAnalytics.id
+    logs: [
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+    ]
+  }
+}
+
+// Blob events of the account, for BlobEtl's Event Grid-source blob trigger. The
+// subscription to the function is made after the code is deployed (blob-events.bicep).
+resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
+  name: names.blobEventsTopic
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    source: storage.id
+    topicType: 'Microsoft.Storage.StorageAccounts'
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Service Bus: the input queue, the output queue (duplicate detection: a redelivered
+// input produces the same output message id, which the queue drops), and the queue of
+// messages that can never be processed.
+
+resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
+  name: names.serviceBus
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_201: customer-managed keys need the Premium tier; Standard is enough for this sample (duplicate detection is a Standard feature).
+    // checkov:skip=CKV_AZURE_199: double encryption needs the Premium tier, as above.
+    // checkov:skip=CKV_AZURE_204: public endpoint on purpose (no virtual network); local (SAS) authentication is disabled, so only Entra ID tokens are accepted.
+    disableLocalAuth: true
+    minimumTlsVersion: '1.2'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource inputQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: serviceBus
+  name: inputQueueName
+  properties: {
+    lockDuration: 'PT1M'
+    maxDeliveryCount: 10
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P14D'
+  }
+}
+
+resource outputQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: serviceBus
+  name: outputQueueName
+  properties: {
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT1H'
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P14D'
+  }
+}
+
+resource invalidQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
+  parent: serviceBus
+  name: invalidQueueName
+  properties: {
+    deadLetteringOnMessageExpiration: true
+    defaultMessageTimeToLive: 'P14D'
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Cosmos DB: serverless by default, Entra ID only (no account keys), one database and
+// one container partitioned by /id.
+
+resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
+  name: names.cosmos
+  location: location
+  tags: tags
+  kind: 'GlobalDocumentDB'
+  properties: {
+    // checkov:skip=CKV_AZURE_99: public endpoint on purpose (no virtual network); keys are disabled, so every request needs an Entra ID token with a data-plane role.
+    // checkov:skip=CKV_AZURE_101: same reason as CKV_AZURE_99.
+    // checkov:skip=CKV_AZURE_100: Microsoft-managed keys; customer-managed keys are an organisation policy choice.
+    databaseAccountOfferType: 'Standard'
+    locations: [
+      {
+        locationName: location
+        failoverPriority: 0
+        isZoneRedundant: false
+      }
+    ]
+    consistencyPolicy: {
+      defaultConsistencyLevel: 'Session'
+    }
+    capabilities: cosmosServerless ? [
+      {
+        name: 'EnableServerless'
+      }
+    ] : []
+    disableLocalAuth: true
+    disableKeyBasedMetadataWriteAccess: true
+    minimalTlsVersion: 'Tls12'
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource cosmosDatabase 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases@2024-11-15' = {
+  parent: cosmos
+  name: cosmosDatabaseName
+  properties: {
+    resource: {
+      id: cosmosDatabaseName
+    }
+    options: cosmosServerless ? {} : {
+      autoscaleSettings: {
+        maxThroughput: cosmosAutoscaleMaxThroughput
+      }
+    }
+  }
+}
+
+resource cosmosContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: cosmosDatabase
+  name: cosmosContainerName
+  properties: {
+    resource: {
+      id: cosmosContainerName
+      partitionKey: {
+        paths: [
+          '/id'
+        ]
+        kind: 'Hash'
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Key Vault in RBAC mode, holding the API key. The value comes from the apiKey
+// parameter, which is generated (never a literal): see main.bicep.
+
+resource keyVault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+  name: names.keyVault
+  location: location
+  tags: tags
+  properties: {
+    // checkov:skip=CKV_AZURE_109: public endpoint on purpose (no virtual network); RBAC mode, and only the app's identity may read secrets.
+    // checkov:skip=CKV_AZURE_189: same reason as CKV_AZURE_109.
+    tenantId: tenant().tenantId
+    sku: {
+      family: 'A'
+      name: 'standard'
+    }
+    enableRbacAuthorization: true
+    enableSoftDelete: true
+    softDeleteRetentionInDays: 90
+    enablePurgeProtection: true
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+  }
+}
+
+resource apiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+  parent: keyVault
+  name: apiKeySecretName
+  properties: {
+    value: apiKey
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+      // Informational: Key Vault still returns a secret past its expiry, so nothing breaks
+      // on the day; it flags when the key is due for rotation. Each provision renews it.
+      exp: dateTimeToEpoch(dateTimeAdd(deploymentTime, 'P1Y'))
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The function app: Linux, Flex Consumption, Python 3.13 (see infra/README.md for why).
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: names.plan
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    tier: 'FlexConsumption'
+    name: 'FC1'
+  }
+  properties: {
+    reserved: true
+  }
+}
+
+// Identity-based settings shared by every connection.
+var identityCredential = 'managedidentity'
+
+resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+  name: names.functionApp
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identity.id}': {}
+    }
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_56: callers authenticate with the function key and the x-api-key header (HttpGreeting); App Service Authentication is not used.
+    // checkov:skip=CKV_AZURE_221: public endpoint on purpose: HttpGreeting is a public API, and Event Grid delivers blob events to the blobs webhook.
+    // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function on its own; there are no fixed instances for a minimum count.
+    // checkov:skip=CKV_AZURE_213: no health check path: Flex Consumption does not use it to replace instances.
+    // checkov:skip=CKV_AZURE_17: client certificates are not how this API authenticates callers (function key and API key).
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // The host's own storage (keys, timer and blob-trigger state, deployment).
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: storage.name
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: identityCredential
+        }
+        {
+          name: 'AzureWebJobsStorage__clientId'
+          value: identity.properties.clientId
+        }
+        // QueueProcessor's trigger and the app's senders.
+        {
+          name: 'ServiceBusConnection__fullyQualifiedNamespace'
+          value: replace(replace(serviceBus.properties.serviceBusEndpoint, 'https://', ''), ':443/', '')
+        }
+        {
+          name: 'ServiceBusConnection__credential'
+          value: identityCredential
+        }
+        {
+          name: 'ServiceBusConnection__clientId'
+          value: identity.properties.clientId
+        }
+        {
+          name: 'INPUT_QUEUE_NAME'
+          value: inputQueue.name
+        }
+        {
+          name: 'OUTPUT_QUEUE_NAME'
+          value: outputQueue.name
+        }
+        {
+          name: 'INVALID_QUEUE_NAME'
+          value: invalidQueue.name
+        }
+        // BlobEtl's and CleanupTimer's items.
+        {
+          name: 'CosmosConnection__accountEndpoint'
+          value: cosmos.properties.documentEndpoint
+        }
+        {
+          name: 'CosmosConnection__credential'
+          value: identityCredential
+        }
+        {
+          name: 'CosmosConnection__clientId'
+          value: identity.properties.clientId
+        }
+        {
+          name: 'COSMOS_DATABASE'
+          value: cosmosDatabase.name
+        }
+        {
+          name: 'COSMOS_CONTAINER'
+          value: cosmosContainer.name
+        }
+        // BlobEtl's trigger (blob and queue endpoints: its poison queue) and summaries.
+        {
+          name: 'EtlStorage__blobServiceUri'
+          value: storage.properties.primaryEndpoints.blob
+        }
+        {
+          name: 'EtlStorage__queueServiceUri'
+          value: storage.properties.primaryEndpoints.queue
+        }
+        {
+          name: 'EtlStorage__credential'
+          value: identityCredential
+        }
+        {
+          name: 'EtlStorage__clientId'
+          value: identity.properties.clientId
+        }
+        {
+          name: 'ETL_INPUT_CONTAINER'
+          value: etlInputContainer.name
+        }
+        {
+          name: 'ETL_SUMMARY_CONTAINER'
+          value: etlSummaryContainer.name
+        }
+        // HttpGreeting's API key, read from the vault with the identity.
+        {
+          name: 'KEY_VAULT_URL'
+          value: keyVault.properties.vaultUri
+        }
+        {
+          name: 'API_KEY_SECRET_NAME'
+          value: apiKeySecret.name
+        }
+        // The identity the app's own clients use (common/credential.py).
+        {
+          name: 'AZURE_CLIENT_ID'
+          value: identity.properties.clientId
+        }
+        // CleanupTimer.
+        {
+          name: 'CLEANUP_SCHEDULE'
+          value: '0 0 2 * * *'
+        }
+        {
+          name: 'RETENTION_DAYS'
+          value: '30'
+        }
+        // Telemetry: the connection string identifies the resource (it holds no key; local
+        // authentication is off), and the authentication string makes the host and the
+        // exporters sign in with the identity.
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'ClientId=${identity.properties.clientId};Authorization=AAD'
+        }
+        {
+          name: 'PYTHON_ENABLE_OPENTELEMETRY'
+          value: 'true'
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${storage.properties.primaryEndpoints.blob}${deploymentContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identity.id
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.13'
+      }
+    }
+  }
+  dependsOn: [
+    deploymentContainer
+    storageBlobDataOwner
+  ]
+}
+
+// Publishing with a user name and password (FTP, basic auth to the deployment endpoint) is
+// off: Core Tools, azd and VS Code deploy with Entra ID tokens.
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: functionApp
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Role assignments of the app's identity, each scoped to the one resource it serves.
+
+// The host (keys, timer locks, blob-trigger receipts, deployment package) and BlobEtl
+// (read incoming, write summaries) need blob data ownership on the account.
+resource storageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roleIds.storageBlobDataOwner)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataOwner)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The blob trigger's internal queue (host) and its poison queue (EtlStorage).
+resource storageQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(storage.id, identity.id, roleIds.storageQueueDataContributor)
+  scope: storage
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource inputQueueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(inputQueue.id, identity.id, roleIds.serviceBusDataReceiver)
+  scope: inputQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataReceiver)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource outputQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(outputQueue.id, identity.id, roleIds.serviceBusDataSender)
+  scope: outputQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataSender)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource invalidQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(invalidQueue.id, identity.id, roleIds.serviceBusDataSender)
+  scope: invalidQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataSender)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource keyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(keyVault.id, identity.id, roleIds.keyVaultSecretsUser)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsUser)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Telemetry to an Application Insights resource that accepts only Entra ID.
+resource monitoringMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, identity.id, roleIds.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.monitoringMetricsPublisher)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Cosmos DB data-plane role, scoped to the app's database. (A container scope would be
+// narrower, but the SDKs read database metadata, which a container-scoped assignment
+// refuses.)
+resource cosmosDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
+  parent: cosmos
+  name: guid(cosmosDatabase.id, identity.id, cosmosDataContributorRoleId)
+  properties: {
+    roleDefinitionId: '${cosmos.id}/sqlRoleDefinitions/${cosmosDataContributorRoleId}'
+    principalId: identity.properties.principalId
+    scope: '${cosmos.id}/dbs/${cosmosDatabase.name}'
+  }
+}
+
+// Event Grid writes undeliverable blob events to the dead-letter container, as itself.
+resource eventDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventDeadLetterContainer.id, blobEventsTopic.id, roleIds.storageBlobDataContributor)
+  scope: eventDeadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    principalId: blobEventsTopic.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// Whoever deploys may read and rotate the API key (azd reads it back on re-provision, so
+// the key stays the same; see main.parameters.json).
+resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
+  name: guid(keyVault.id, deployerPrincipalId, roleIds.keyVaultSecretsOfficer)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.keyVaultSecretsOfficer)
+    principalId: deployerPrincipalId
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Outputs (azd writes them to .azure/<env>/.env; the README's commands use them).
+
+output functionAppName string = functionApp.name
+output functionAppHostName string = functionApp.properties.defaultHostName
+output identityClientId string = identity.properties.clientId
+output identityPrincipalId string = identity.properties.principalId
+output storageAccountName string = storage.name
+output storageAccountId string = storage.id
+output blobEventsTopicName string = blobEventsTopic.name
+output etlInputContainerName string = etlInputContainer.name
+output eventDeadLetterContainerName string = eventDeadLetterContainer.name
+output serviceBusNamespaceId string = serviceBus.id
+output serviceBusNamespaceName string = serviceBus.name
+output queueNames array = [
+  inputQueue.name
+  outputQueue.name
+  invalidQueue.name
+]
+output cosmosAccountName string = cosmos.name
+output cosmosEndpoint string = cosmos.properties.documentEndpoint
+output keyVaultName string = keyVault.name
+output keyVaultUri string = keyVault.properties.vaultUri
+output apiKeySecretName string = apiKeySecret.name
+output appInsightsId string = appInsights.id
+output appInsightsName string = appInsights.name
+output logAnalyticsWorkspaceId string = logAnalytics.id
+output logAnalyticsWorkspaceName string = logAnalytics.name

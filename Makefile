@@ -10,11 +10,12 @@ VENV_STAMP  := $(VENV)/.installed
 NODE_STAMP  := node_modules/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help start test venv emulators-install clean
+.PHONY: help start test bench venv emulators-install clean
 
 help:
 	@echo "make start   run the app locally on emulators (http://localhost:7071)"
 	@echo "make test    run every test"
+	@echo "make bench   measure speed and memory against the naive baseline (QUICK=1: reduced sizes)"
 
 # A Python 3.13 virtual environment with the app's and the tests' dependencies.
 $(VENV_STAMP): requirements.txt requirements-dev.txt scripts/find-python
@@ -40,6 +41,10 @@ test: $(VENV_STAMP) $(NODE_STAMP)
 # ARGS passes options through, e.g. make start ARGS="--no-emulators --port 7072"
 start: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m devhost.start $(ARGS)
+
+# Benchmarks (not tests): prints a table and writes bench/results.json.
+bench: $(VENV_STAMP) $(NODE_STAMP)
+	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 clean:
 	rm -rf $(VENV) node_modules .emulators .pytest_cache

@@ -73,6 +73,19 @@ def _body(data: bytes | memoryview) -> memoryview:
     return view[len(_UTF8_BOM):] if bytes(view[:3]) == _UTF8_BOM else view
 
 
+def _reader(data: bytes | memoryview) -> io.BytesIO:
+    """A file over the blob's bytes, past any byte order mark, without copying them.
+
+    ``io.BytesIO`` shares a ``bytes`` object's buffer until written to, whereas a
+    memoryview or a slice would be copied: one more copy of the whole blob.
+    """
+    raw = data if isinstance(data, bytes) else bytes(data)
+    stream = io.BytesIO(raw)
+    if raw[:3] == _UTF8_BOM:
+        stream.seek(len(_UTF8_BOM))
+    return stream
+
+
 def _first_significant(view: memoryview) -> tuple[int | None, int]:
     """The first byte that is not JSON white space, and its offset."""
     for offset in range(0, len(view), 4096):
@@ -123,7 +136,7 @@ def check_blob(data: bytes | memoryview, fmt: BlobFormat) -> None:
     if first != ord("["):
         raise BlobFormatError("blob's top level must be a JSON array of records", position)
     try:
-        for _ in ijson.basic_parse(io.BytesIO(view), use_float=True):
+        for _ in ijson.basic_parse(_reader(data), use_float=True):
             pass
     except ijson.JSONError:
         message, position = _json_error_position(view)
@@ -134,13 +147,12 @@ def iter_records(data: bytes | memoryview, fmt: BlobFormat) -> Iterator[RawRecor
     """Records one by one, in blob order. Call :func:`check_blob` first."""
     import ijson
 
-    view = _body(data)
     if fmt == "json":
-        for index, value in enumerate(ijson.items(io.BytesIO(view), "item", use_float=True)):
+        for index, value in enumerate(ijson.items(_reader(data), "item", use_float=True)):
             yield RawRecord(index, value)
         return
     index = 0
-    for line_number, line in enumerate(io.BytesIO(view), start=1):
+    for line_number, line in enumerate(_reader(data), start=1):
         if not line.strip():
             continue
         try:

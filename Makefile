@@ -8,9 +8,11 @@ VENV        := .venv
 PY          := $(VENV)/bin/python
 VENV_STAMP  := $(VENV)/.installed
 NODE_STAMP  := node_modules/.installed
+INFRA_VENV  := .venv-infra
+INFRA_STAMP := $(INFRA_VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help start test bench venv emulators-install clean
+.PHONY: help start test bench venv emulators-install infra-tools clean
 
 help:
 	@echo "make start   run the app locally on emulators (http://localhost:7071)"
@@ -35,8 +37,26 @@ $(NODE_STAMP): package.json package-lock.json
 
 emulators-install: $(NODE_STAMP)
 
-test: $(VENV_STAMP) $(NODE_STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+# The tools of the infra checks (tests/infra/: checkov, pycep-parser, actionlint, ShellCheck)
+# in their own virtual environment: checkov pins many packages and runs on Python 3.9-3.12
+# only. INFRA_PYTHON=/path/to/python3.12 picks the interpreter.
+$(INFRA_STAMP): requirements-infra.txt
+	@set -e; python=""; \
+	for c in $${INFRA_PYTHON:-} python3.12 python3.11 python3.10 \
+	         $$HOME/.pyenv/versions/3.12*/bin/python3.12 $$HOME/.pyenv/versions/3.11*/bin/python3.11 \
+	         /usr/bin/python3.12 /usr/bin/python3.11 python3; do \
+	  if "$$c" -c 'import sys; sys.exit(not (3, 9) <= sys.version_info[:2] <= (3, 12))' >/dev/null 2>&1; then python=$$c; break; fi; \
+	done; \
+	if [ -z "$$python" ]; then echo "No Python 3.9-3.12 for the infra checks (checkov): install one or set INFRA_PYTHON." >&2; exit 1; fi; \
+	echo "Creating $(INFRA_VENV) with $$python"; rm -rf $(INFRA_VENV); "$$python" -m venv $(INFRA_VENV)
+	$(INFRA_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -r requirements-infra.txt
+	@touch $@
+
+infra-tools: $(INFRA_STAMP)
+
+# INFRA_TOOLS_BIN: where tests/infra/ finds the tools (INFRA_CHECKS=skip skips those tests).
+test: $(VENV_STAMP) $(NODE_STAMP) $(INFRA_STAMP)
+	INFRA_TOOLS_BIN=$(CURDIR)/$(INFRA_VENV)/bin $(PY) -m pytest $(PYTEST_ARGS)
 
 # ARGS passes options through, e.g. make start ARGS="--no-emulators --port 7072"
 start: $(VENV_STAMP) $(NODE_STAMP)
@@ -47,4 +67,4 @@ bench: $(VENV_STAMP) $(NODE_STAMP)
 	$(PY) -m bench.run $(if $(QUICK),--quick,)
 
 clean:
-	rm -rf $(VENV) node_modules .emulators .pytest_cache
+	rm -rf $(VENV) $(INFRA_VENV) node_modules .emulators .pytest_cache

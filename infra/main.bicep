@@ -1,7 +1,8 @@
 // Entry point: `azd up` / `azd provision` (parameters from main.parameters.json), or
 //   az deployment sub create --location <region> --template-file infra/main.bicep \
-//     --parameters environmentName=<name> location=<region>
-// Creates the resource group rg-<environmentName> and everything in it. See infra/README.md.
+//     --parameters environmentName=<name> location=<region> apiKey=<generated key>
+// Creates the resource group rg-<environmentName> and everything in it. See infra/README.md
+// and docs/deployment.md.
 targetScope = 'subscription'
 
 @minLength(1)
@@ -21,10 +22,12 @@ param location string
 @description('Object id of whoever deploys (azd passes the signed-in user or pipeline): may read and rotate the API key in Key Vault. Empty: nobody gets that role.')
 param principalId string = ''
 
+// No default on purpose: a generated default would replace the key, and lock every caller
+// out, on each deployment that does not pass one.
 @secure()
 @minLength(12)
-@description('The API key HttpGreeting accepts, stored in Key Vault. azd passes the current secret back (main.parameters.json), so re-provisioning keeps it; otherwise a new random key is generated on each deployment that does not pass one.')
-param apiKey string = newGuid()
+@description('The API key HttpGreeting accepts, stored in Key Vault as greeting-api-key. azd generates it on the first provision and reads the stored secret back on later ones (main.parameters.json); by hand, pass a generated value (see infra/README.md).')
+param apiKey string
 
 @description('Cosmos DB capacity mode: serverless (the default) or provisioned autoscale throughput.')
 param cosmosServerless bool = true
@@ -50,7 +53,7 @@ var tags = {
   'azd-env-name': environmentName
 }
 
-resource resourceGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: 'rg-${environmentName}'
   location: location
   tags: tags
@@ -58,7 +61,7 @@ resource resourceGroup 'Microsoft.Resources/resourceGroups@2024-03-01' = {
 
 module resources 'resources.bicep' = {
   name: 'resources'
-  scope: resourceGroup
+  scope: rg
   params: {
     location: location
     tags: tags
@@ -73,7 +76,7 @@ module resources 'resources.bicep' = {
 
 module alerts 'alerts.bicep' = {
   name: 'alerts'
-  scope: resourceGroup
+  scope: rg
   params: {
     tags: tags
     resourceToken: resourceToken
@@ -90,7 +93,7 @@ module alerts 'alerts.bicep' = {
 // azd stores these in .azure/<environment>/.env; hooks and the README's commands use them.
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
-output AZURE_RESOURCE_GROUP string = resourceGroup.name
+output AZURE_RESOURCE_GROUP string = rg.name
 output AZURE_FUNCTION_APP_NAME string = resources.outputs.functionAppName
 output AZURE_FUNCTION_APP_URL string = 'https://${resources.outputs.functionAppHostName}'
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = resources.outputs.identityClientId

@@ -138,10 +138,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   }
   properties: {
     // checkov:skip=CKV_AZURE_206: locally redundant by default to keep a sample environment cheap; choose Standard_ZRS or GZRS for production data.
-    // checkov:skip=CKV_AZURE_33: queue logging is on for writes (diagnostic setting below, feeds the poison-queue alert); read logs would record every poll of the host's queues.
     // checkov:skip=CKV_AZURE_59: public endpoint on purpose (no virtual network in this sample); every request must carry an Entra ID token since shared keys are off.
     // checkov:skip=CKV_AZURE_35: default action Allow for the same reason; Flex Consumption instances have no fixed outbound addresses to allow-list without a virtual network.
-    // checkov:skip=CKV2_AZURE_1: Microsoft-managed keys; customer-managed keys are an organisation policy choice, not needed for this sample.
+    // checkov:skip=CKV_AZURE_43: checkov cannot evaluate the name; it is 'st' plus uniqueString(), 15 lowercase letters and digits.
     allowSharedKeyAccess: false
     allowBlobPublicAccess: false
     minimumTlsVersion: 'TLS1_2'
@@ -274,9 +273,6 @@ resource serviceBus 'Microsoft.ServiceBus/namespaces@2024-01-01' = {
     tier: 'Standard'
   }
   properties: {
-    // checkov:skip=CKV_AZURE_201: customer-managed keys need the Premium tier; Standard is enough for this sample (duplicate detection is a Standard feature).
-    // checkov:skip=CKV_AZURE_199: double encryption needs the Premium tier, as above.
-    // checkov:skip=CKV_AZURE_204: public endpoint on purpose (no virtual network); local (SAS) authentication is disabled, so only Entra ID tokens are accepted.
     disableLocalAuth: true
     minimumTlsVersion: '1.2'
     publicNetworkAccess: 'Enabled'
@@ -326,7 +322,6 @@ resource cosmos 'Microsoft.DocumentDB/databaseAccounts@2024-11-15' = {
   properties: {
     // checkov:skip=CKV_AZURE_99: public endpoint on purpose (no virtual network); keys are disabled, so every request needs an Entra ID token with a data-plane role.
     // checkov:skip=CKV_AZURE_101: same reason as CKV_AZURE_99.
-    // checkov:skip=CKV_AZURE_100: Microsoft-managed keys; customer-managed keys are an organisation policy choice.
     databaseAccountOfferType: 'Standard'
     locations: [
       {
@@ -437,6 +432,7 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
     name: 'FC1'
   }
   properties: {
+    // checkov:skip=CKV_AZURE_225: zone redundancy of a Flex Consumption plan depends on the region; turn it on (zoneRedundant: true) where the region offers it.
     reserved: true
   }
 }
@@ -458,11 +454,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     }
   }
   properties: {
-    // checkov:skip=CKV_AZURE_56: callers authenticate with the function key and the x-api-key header (HttpGreeting); App Service Authentication is not used.
-    // checkov:skip=CKV_AZURE_221: public endpoint on purpose: HttpGreeting is a public API, and Event Grid delivers blob events to the blobs webhook.
-    // checkov:skip=CKV_AZURE_212: Flex Consumption scales per function on its own; there are no fixed instances for a minimum count.
-    // checkov:skip=CKV_AZURE_213: no health check path: Flex Consumption does not use it to replace instances.
-    // checkov:skip=CKV_AZURE_17: client certificates are not how this API authenticates callers (function key and API key).
+    // checkov:skip=CKV_AZURE_222: public endpoint on purpose: HttpGreeting is a public API, and Event Grid delivers blob events to the blobs webhook.
+    // checkov:skip=CKV_AZURE_212: Flex Consumption allocates instances per function on demand (always-ready instances are an opt-in cost); there is no instance count to set.
+    // checkov:skip=CKV_AZURE_213: App Service health check evicts unhealthy instances of plans with fixed instances; Flex Consumption manages its instances and the app has no health endpoint.
+    // checkov:skip=CKV_AZURE_17: callers authenticate with the function key and the x-api-key header (HttpGreeting), not client certificates.
     serverFarmId: plan.id
     httpsOnly: true
     publicNetworkAccess: 'Enabled'

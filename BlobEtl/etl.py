@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
 from common import telemetry
-from common.cosmos import PartitionKeyPath, partition_key_of
+from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, retry_async
 from common.settings import EtlSettings
@@ -159,12 +159,7 @@ class EtlRun:
         self.summary = EtlSummary(source_blob=str(source), started_at=utc_timestamp(now()))
         self.policy = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=15.0, total_budget=cfg.write_budget_seconds)
         self._semaphore = asyncio.Semaphore(cfg.write_concurrency)
-
-    def _charge(self, headers: Mapping[str, str], _body: Any) -> None:
-        try:
-            self.summary.request_charge += float(headers.get("x-ms-request-charge", 0) or 0)
-        except (TypeError, ValueError):
-            pass
+        self.charge = RequestCharge()
 
     async def _upsert(self, record: RawRecord, item: dict[str, Any]) -> None:
         from azure.cosmos.exceptions import CosmosHttpResponseError
@@ -172,7 +167,7 @@ class EtlRun:
         async with self._semaphore:
             try:
                 await retry_async(
-                    lambda: self.container.upsert_item(item, response_hook=self._charge),
+                    lambda: self.container.upsert_item(item, response_hook=self.charge),
                     self.policy,
                     on_retry=lambda n, delay, exc: self.log.warning(
                         "etl.write_retry", attempt=n, delayS=round(delay, 3), error=describe_error(exc)),
@@ -250,6 +245,7 @@ async def run_etl(
                                        "app.etl.batch.invalid": summary.invalid - invalid})
         await asyncio.sleep(0)  # let other invocations run between batches
 
+    summary.request_charge = run.charge.total
     if summary.invalid == 0:
         summary.status = "succeeded"
     elif summary.written == 0:

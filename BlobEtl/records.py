@@ -139,8 +139,8 @@ def check_blob(data: bytes | memoryview, fmt: BlobFormat) -> None:
         for _ in ijson.basic_parse(_reader(data), use_float=True):
             pass
     except ijson.JSONError:
-        message, position = _json_error_position(view)
-        raise BlobFormatError(message, position) from None
+        message, error_position = _json_error_position(view)
+        raise BlobFormatError(message, error_position) from None
 
 
 def iter_records(data: bytes | memoryview, fmt: BlobFormat) -> Iterator[RawRecord]:

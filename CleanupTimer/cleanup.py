@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from common import telemetry
-from common.cosmos import PartitionKeyPath, partition_key_of
+from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, retry_async
 from common.settings import CleanupSettings
@@ -84,12 +84,7 @@ class _Cleanup:
         self.deadline = deadline
         self.clock = clock
         self.semaphore = asyncio.Semaphore(cfg.delete_concurrency)
-
-    def _charge(self, headers: Mapping[str, str], _body: Any) -> None:
-        try:
-            self.report.request_charge += float(headers.get("x-ms-request-charge", 0) or 0)
-        except (TypeError, ValueError):
-            pass
+        self.charge = RequestCharge()
 
     def deletes_left(self) -> int | None:
         if self.cfg.max_deletes is None:
@@ -105,7 +100,7 @@ class _Cleanup:
             try:
                 await retry_async(
                     lambda: self.container.delete_item(row["id"], partition_key=partition_value(row, key),
-                                                       response_hook=self._charge),
+                                                       response_hook=self.charge),
                     policy,
                 )
             except CosmosResourceNotFoundError:
@@ -123,9 +118,9 @@ class _Cleanup:
         The next page is fetched while the current one's deletes run, so the deletes never
         wait for a query round trip; at most two pages are held in memory.
         """
-        cutoff = [{"name": "@cutoff", "value": self.report.cutoff}]
+        cutoff: list[dict[str, object]] = [{"name": "@cutoff", "value": self.report.cutoff}]
         pages = self.container.query_items(query, parameters=cutoff, max_item_count=self.cfg.page_size,
-                                           response_hook=self._charge).by_page()
+                                           response_hook=self.charge).by_page()
 
         async def next_rows() -> list[Any] | None:
             try:
@@ -198,6 +193,7 @@ async def delete_expired_records(
         # pages moved under the deletes, and retries what failed. Dry runs never delete, so one pass.
         if not go_on or cfg.dry_run or report.progress == progress_before:
             break
+    report.request_charge = job.charge.total
     return report
 
 

@@ -123,8 +123,8 @@ async def respond(
         level = log.warning if 400 <= status < 500 else (log.error if status >= 500 else log.info)
         level("greeting.completed", status=status, outcome=outcome, durationMs=round(elapsed * 1000, 3))
         telemetry.count("app.greeting.requests", outcome=outcome, **{"http.response.status_code": status})
-        telemetry.record_duration("http.server.request.duration", elapsed, **{
-            "http.request.method": request.method, "http.response.status_code": status})
+        dimensions: dict[str, str | int] = {"http.request.method": request.method, "http.response.status_code": status}
+        telemetry.record_duration("http.server.request.duration", elapsed, **dimensions)
         return Reply(status, body, {**headers, **extra_headers})
 
     try:

@@ -151,7 +151,7 @@ def invalid_message(inbound: InboundMessage, error: InvalidMessage, source_queue
     """The original body and id, with the reason in application properties."""
     from azure.servicebus import ServiceBusMessage
 
-    properties = {str(k): _property_value(v) for k, v in inbound.application_properties.items()}
+    properties: dict[str | bytes, Any] = {str(k): _property_value(v) for k, v in inbound.application_properties.items()}
     properties.update(
         invalidReason=error.reason,
         invalidDetail=error.detail[:MAX_REASON_LENGTH],
@@ -189,7 +189,9 @@ async def send_with_retry(queue: str, message: ServiceBusMessage, policy: RetryP
             "messaging.system": "servicebus", "messaging.operation.type": "send",
             "messaging.destination.name": queue, "messaging.message.id": message.message_id}):
         # The consumer of this message continues (links to) this trace.
-        message.application_properties = {**(message.application_properties or {}), **telemetry.trace_headers()}
+        properties: dict[str | bytes, Any] = dict(message.application_properties or {})
+        properties.update(telemetry.trace_headers())
+        message.application_properties = properties
         await retry_async(attempt, policy, on_retry=on_retry)
 
 

@@ -19,8 +19,9 @@ import time
 import tracemalloc
 import types
 import uuid
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BASELINE_APP = PROJECT_ROOT / "bench" / "baselines" / "naive_app"
@@ -78,7 +79,7 @@ def install_static_credentials() -> None:
 
     azure.identity.DefaultAzureCredential = StaticCredential  # type: ignore[misc,assignment]
     azure.identity.aio.DefaultAzureCredential = AsyncStaticCredential  # type: ignore[misc,assignment]
-    common.credential._build_credential = lambda: AsyncStaticCredential()  # type: ignore[assignment]
+    common.credential._build_credential = lambda: AsyncStaticCredential()
 
 
 def accept_local_vault_stub() -> None:
@@ -145,19 +146,6 @@ def coldstart(app: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- warm HTTP
 
-class _DiscardSpans:
-    def export(self, spans: Any) -> Any:
-        from opentelemetry.sdk.trace.export import SpanExportResult
-
-        return SpanExportResult.SUCCESS
-
-    def shutdown(self) -> None:
-        pass
-
-    def force_flush(self, timeout_millis: int = 0) -> bool:
-        return True
-
-
 def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: bool) -> dict[str, Any]:
     os.environ.update(KEY_VAULT_URL=vault_url, API_KEY_SECRET_NAME="greeting-api-key")
     sys.path.insert(0, str(PROJECT_ROOT))
@@ -170,12 +158,18 @@ def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: 
         from opentelemetry.sdk.metrics import MeterProvider
         from opentelemetry.sdk.metrics.export import InMemoryMetricReader
         from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
         from common import telemetry
 
+        class DiscardSpans(SpanExporter):
+            """Spans are recorded and batched as in production, then dropped instead of sent."""
+
+            def export(self, spans: Any) -> SpanExportResult:
+                return SpanExportResult.SUCCESS
+
         provider = TracerProvider()
-        provider.add_span_processor(BatchSpanProcessor(_DiscardSpans()))
+        provider.add_span_processor(BatchSpanProcessor(DiscardSpans()))
         telemetry.use_providers(provider, MeterProvider(metric_readers=[InMemoryMetricReader()]))
     root, name = (PROJECT_ROOT, OURS["http"]) if app == "ours" else (BASELINE_APP, BASELINE["http"])
 
@@ -235,7 +229,8 @@ async def _count_items() -> int:
     try:
         container = client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
             os.environ["COSMOS_CONTAINER"])
-        return [n async for n in container.query_items("SELECT VALUE COUNT(1) FROM c")][0]
+        counts: list[Any] = [n async for n in container.query_items("SELECT VALUE COUNT(1) FROM c")]
+        return int(counts[0])
     finally:
         await client.close()
 
@@ -245,10 +240,11 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
     install_static_credentials()
     data = make_blob(records)
     stream = BlobStream(f"incoming/bench-{records}.json", data)
+    main: Callable[..., Awaitable[None]]
     if impl == "ours":
         import BlobEtl
 
-        main = BlobEtl.main
+        main = cast(Callable[..., Awaitable[None]], BlobEtl.main)
         # Import now what the first invocation would import (the baseline imports its SDKs at
         # module top): tracemalloc should see the data, not the modules.
         import azure.cosmos.aio  # noqa: F401
@@ -266,9 +262,9 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
 
     async def invoke(blob: BlobStream) -> None:
         if impl == "ours":
-            await main(blob, Context("BlobEtl"))  # type: ignore[arg-type]
+            await main(blob, Context("BlobEtl"))
         else:
-            await main(blob)  # type: ignore[arg-type]
+            await main(blob)
 
     async def run() -> tuple[float, int | None, int]:
         # A warm instance: the first invocation (clients, connections, container properties)
@@ -360,7 +356,7 @@ def cleanup(impl: str, items: int, concurrency: int) -> dict[str, Any]:
             import CleanupTimer
             from common import clients
 
-            await CleanupTimer.main(TimerRequest(past_due=False), Context("CleanupTimer"))
+            await CleanupTimer.main(TimerRequest(past_due=False), cast(Any, Context("CleanupTimer")))
             elapsed = time.perf_counter() - started
             await clients.close_all()
             return elapsed

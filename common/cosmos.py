@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
 
-__all__ = ["PartitionKeyPath", "partition_key_of", "reset"]
+__all__ = ["PartitionKeyPath", "RequestCharge", "partition_key_of", "reset"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,16 @@ async def partition_key_of(container: ContainerProxy) -> PartitionKeyPath:
 def reset() -> None:
     """Forget every container's definition (tests only)."""
     _known.clear()
+
+
+class RequestCharge:
+    """Adds up the request units Cosmos DB reports; pass it as an operation's ``response_hook``."""
+
+    def __init__(self) -> None:
+        self.total = 0.0
+
+    def __call__(self, headers: Mapping[str, str], _body: Any) -> None:
+        try:
+            self.total += float(headers.get("x-ms-request-charge", 0) or 0)
+        except (TypeError, ValueError):
+            pass

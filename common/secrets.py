@@ -24,6 +24,7 @@ is masked if it ever reaches a log line.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -103,7 +104,7 @@ class SecretStore:
         if pending is None or pending.get_loop() is not asyncio.get_running_loop():
             pending = asyncio.ensure_future(self._refresh(name, entry, config.max_stale_seconds))
             self._inflight[name] = pending
-            pending.add_done_callback(lambda fut, n=name: self._forget(n, fut))
+            pending.add_done_callback(functools.partial(self._forget, name))
         # shield: one caller giving up (timeout, cancellation) must not cancel the others' fetch.
         return await asyncio.shield(pending)
 

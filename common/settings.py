@@ -47,6 +47,7 @@ __all__ = [
     "queue_settings",
     "reset_cache",
     "secret_settings",
+    "telemetry_settings",
     "service_bus_connection",
     "storage_connection",
 ]
@@ -168,7 +169,7 @@ def is_loopback_host(host: str | None) -> bool:
 # --------------------------------------------------------------------------
 
 _T = TypeVar("_T")
-_cached: list[functools._lru_cache_wrapper] = []  # type: ignore[type-arg]
+_cached: list[functools._lru_cache_wrapper] = []
 
 
 def _cache(fn: Callable[[], _T]) -> Callable[[], _T]:
@@ -337,6 +338,27 @@ def cleanup_settings() -> CleanupSettings:
         delete_concurrency=_int("CLEANUP_DELETE_CONCURRENCY", 16, minimum=1, maximum=256),
         page_size=_int("CLEANUP_PAGE_SIZE", 200, minimum=1, maximum=1000),
         time_budget_seconds=budget,
+    )
+
+
+@dataclass(frozen=True)
+class TelemetrySettings:
+    #: Application Insights connection string (an endpoint and an id, not a credential); None: off.
+    connection_string: str | None
+    #: The Python worker sets up Azure Monitor itself; the app must not do it twice.
+    worker_configures_azure_monitor: bool
+    #: Print spans and metrics to the console (local development).
+    console: bool
+    service_name: str
+
+
+@_cache
+def telemetry_settings() -> TelemetrySettings:
+    return TelemetrySettings(
+        connection_string=_optional("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        worker_configures_azure_monitor=_bool("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", False),
+        console=_bool("TELEMETRY_CONSOLE", False),
+        service_name=_optional("OTEL_SERVICE_NAME", "serverless-patterns") or "serverless-patterns",
     )
 
 

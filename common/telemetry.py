@@ -28,7 +28,6 @@ copied from input: names, counts, outcomes and ids, no bodies and no secrets.
 from __future__ import annotations
 
 import contextlib
-import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -57,16 +56,12 @@ _meter: Meter | None = None
 _instruments: dict[str, Any] = {}
 
 
-def _truthy(name: str) -> bool:
-    return (os.environ.get(name) or "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def _configure_azure_monitor() -> None:
+def _configure_azure_monitor(connection_string: str) -> None:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     from common import settings
 
-    kwargs: dict[str, Any] = {"logger_name": "app"}
+    kwargs: dict[str, Any] = {"connection_string": connection_string, "logger_name": "app"}
     identity = settings.identity_settings()
     if identity.in_azure:
         # The exporter runs on its own threads: it needs a sync credential, not the app's async one.
@@ -76,7 +71,7 @@ def _configure_azure_monitor() -> None:
     configure_azure_monitor(**kwargs)
 
 
-def _configure_console() -> None:
+def _configure_console(service_name: str) -> None:
     from opentelemetry import metrics, trace
     from opentelemetry.sdk.metrics import MeterProvider as SdkMeterProvider
     from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
@@ -84,7 +79,7 @@ def _configure_console() -> None:
     from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
     from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 
-    resource = Resource.create({"service.name": os.environ.get("OTEL_SERVICE_NAME") or "serverless-patterns"})
+    resource = Resource.create({"service.name": service_name})
     tracer_provider = SdkTracerProvider(resource=resource)
     tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(tracer_provider)
@@ -101,11 +96,13 @@ def _ensure_configured() -> None:
             return
         from opentelemetry import metrics, trace
 
-        if os.environ.get("APPLICATIONINSIGHTS_CONNECTION_STRING") and not _truthy(
-                "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"):
-            _configure_azure_monitor()
-        elif _truthy("TELEMETRY_CONSOLE"):
-            _configure_console()
+        from common import settings
+
+        config = settings.telemetry_settings()
+        if config.connection_string and not config.worker_configures_azure_monitor:
+            _configure_azure_monitor(config.connection_string)
+        elif config.console:
+            _configure_console(config.service_name)
         if _tracer is None:
             _tracer = trace.get_tracer(INSTRUMENTATION)
             _meter = metrics.get_meter(INSTRUMENTATION)
@@ -246,13 +243,13 @@ METRICS: dict[str, tuple[str, str, str]] = {
 }
 
 
-def count(name: str, amount: int = 1, **attributes: str | int) -> None:
+def count(name: str, amount: int = 1, /, **attributes: str | int) -> None:
     """Add to a counter of :data:`METRICS`; keep attribute values low-cardinality."""
     if amount:
         kind, unit, description = METRICS[name]
         _instrument(kind, name, unit, description).add(amount, attributes)
 
 
-def record_duration(name: str, seconds: float, **attributes: str | int) -> None:
+def record_duration(name: str, seconds: float, /, **attributes: str | int) -> None:
     kind, unit, description = METRICS[name]
     _instrument(kind, name, unit, description).record(seconds, attributes)

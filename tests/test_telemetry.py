@@ -265,7 +265,8 @@ def test_connection_string_selects_the_azure_monitor_distro(monkeypatch: pytest.
     set_env(monkeypatch, APPLICATIONINSIGHTS_CONNECTION_STRING="InstrumentationKey=00000000-0000-0000-0000-000000000000")
     with telemetry.span("x"):
         pass
-    assert calls == [{"logger_name": "app"}]
+    assert calls == [{"connection_string": "InstrumentationKey=00000000-0000-0000-0000-000000000000",
+                      "logger_name": "app"}]
     telemetry.reset()
     set_env(monkeypatch, IDENTITY_ENDPOINT="http://localhost:1/msi", AZURE_CLIENT_ID="cid")
     with telemetry.span("x"):

@@ -5,7 +5,7 @@ Starts what it needs (Azurite and the Cosmos DB API server twice: on loopback, a
 runs every measurement in a fresh process (``bench.workers``), prints a table of figures,
 ratios and targets, writes ``bench/results.json``, and stops everything it started.
 
-    python -m bench.run            # full: about 6-9 minutes on 2 cores
+    python -m bench.run            # full: about 8 minutes on 2 cores
     python -m bench.run --quick    # reduced sizes: under 2 minutes
     python -m bench.run --smoke    # tiny sizes, for the test suite
 
@@ -59,7 +59,7 @@ FULL = Sizes(coldstart_runs=5, http_ours=2000, http_baseline=200, etl_records=(5
              etl_baseline_traced_max=5000,
              raw_records=10000, cleanup_items=2000, latency_records=5000)
 QUICK = Sizes(coldstart_runs=3, http_ours=500, http_baseline=50, etl_records=(1000, 5000), etl_baseline_max=5000,
-              etl_baseline_traced_max=5000,
+              etl_baseline_traced_max=1000,
               raw_records=2000, cleanup_items=500, latency_records=1000)
 SMOKE = Sizes(coldstart_runs=1, http_ours=30, http_baseline=5, etl_records=(200,), etl_baseline_max=200,
               etl_baseline_traced_max=200,

@@ -11,14 +11,14 @@ import azure.functions as func
 
 async def main(blob: func.InputStream, context: func.Context) -> None:
     from common import settings, telemetry
-    from common.logs import bind_invocation
+    from common.logs import bind_invocation, masked_failures
 
     from .etl import process_blob
 
     data = blob.read()
     log = bind_invocation(context, blob=blob.name)
-    with telemetry.invocation_span(context, "BlobEtl", attributes={"faas.trigger": "datasource",
-                                                                   "app.blob.name": blob.name, "app.blob.bytes": len(data)}):
+    attributes = {"faas.trigger": "datasource", "app.blob.name": blob.name, "app.blob.bytes": len(data)}
+    with masked_failures(), telemetry.invocation_span(context, "BlobEtl", attributes=attributes):
         # A blob that cannot be read completes with a "failed" summary (retrying cannot fix it);
         # a transient write failure raises, and the platform retries the blob (writes are upserts).
         await process_blob(data, source_blob=blob.name or "", cfg=settings.etl_settings(), log=log)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -43,6 +43,8 @@ if TYPE_CHECKING:
 
 MAX_ERRORS_REPORTED = 100
 MAX_DISTINCT_VALUES = 1000
+#: Longest id echoed in a summary's errors (an invalid id can be megabytes long).
+MAX_ECHOED_ID = 256
 #: Cosmos answers these for one item that can never be written as it is.
 RECORD_REJECTED_STATUS = frozenset({400, 413})
 
@@ -68,8 +70,8 @@ class EtlSummary:
     def add_error(self, index: int, record_id: Any, reason: str, line: int | None = None) -> None:
         self.invalid += 1
         if len(self.errors) < MAX_ERRORS_REPORTED:
-            entry: dict[str, Any] = {"index": index, "id": record_id if isinstance(record_id, str) else None,
-                                     "reason": reason}
+            shown_id = record_id[:MAX_ECHOED_ID] if isinstance(record_id, str) else None
+            entry: dict[str, Any] = {"index": index, "id": shown_id, "reason": reason}
             if line is not None:
                 entry["line"] = line
             self.errors.append(entry)
@@ -124,6 +126,19 @@ class BlobRef:
 def summary_blob_name(source: BlobRef) -> str:
     """Derived from the source name only, so a re-run overwrites the same summary."""
     return f"{source.name}.summary.json"
+
+
+async def _all_or_cancel(operations: list[Coroutine[Any, Any, None]]) -> None:
+    """Run concurrently; when one fails, cancel the rest before raising, so no write of a failed
+    invocation goes on behind the host's retry of the same blob."""
+    tasks = [asyncio.ensure_future(operation) for operation in operations]
+    try:
+        await asyncio.gather(*tasks)
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord]]:
@@ -198,7 +213,7 @@ class EtlRun:
             self.summary.note_values(item["metadata"]["type"], item["metadata"]["source"])
             ready.append((record, item, partition_value))
         for wave in _waves(ready):
-            await asyncio.gather(*(self._upsert(record, item) for record, item, _ in wave))
+            await _all_or_cancel([self._upsert(record, item) for record, item, _ in wave])
 
 
 async def run_etl(
@@ -273,7 +288,8 @@ async def write_summary(blob_service: BlobServiceClient, summary_container: str,
     from azure.storage.blob import ContentSettings
 
     name = summary_blob_name(source)
-    body = json.dumps(summary.to_document(), ensure_ascii=False, indent=2).encode("utf-8")
+    # ASCII-escaped: an invalid record's id may hold escapes (a lone surrogate) UTF-8 cannot encode.
+    body = json.dumps(summary.to_document(), indent=2).encode("utf-8")
     client = blob_service.get_blob_client(summary_container, name)
     await retry_async(
         lambda: client.upload_blob(body, overwrite=True,

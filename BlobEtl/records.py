@@ -14,6 +14,8 @@ from __future__ import annotations
 import codecs
 import io
 import json
+import re
+from decimal import Decimal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -29,6 +31,11 @@ MAX_ITEM_BYTES = 2 * 1024 * 1024 - 16 * 1024
 #: Deeper records are refused before anything tries to serialize them.
 MAX_NESTING = 64
 _UTF8_BOM = codecs.BOM_UTF8
+#: A \\uD800-\\uDBFF escape not followed by a \\uDC00-\\uDFFF one, or the reverse.
+_LONE_SURROGATE_ESCAPE = re.compile(
+    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
+    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
+)
 _CHUNK = 1024 * 1024
 
 
@@ -117,8 +124,8 @@ def _json_error_position(view: memoryview) -> tuple[str, int | None]:
         json.loads(text)
     except json.JSONDecodeError as exc:
         return f"blob is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", len(text[: exc.pos].encode())
-    except RecursionError:
-        return "blob is not valid JSON: nesting too deep to locate the error", None
+    except (ValueError, RecursionError) as exc:
+        return f"blob is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}", None
     return "blob is not valid JSON", None
 
 
@@ -136,7 +143,7 @@ def check_blob(data: bytes | memoryview, fmt: BlobFormat) -> None:
     if first != ord("["):
         raise BlobFormatError("blob's top level must be a JSON array of records", position)
     try:
-        for _ in ijson.basic_parse(_reader(data), use_float=True):
+        for _ in ijson.basic_parse(_reader(data)):
             pass
     except ijson.JSONError:
         message, error_position = _json_error_position(view)
@@ -148,7 +155,12 @@ def iter_records(data: bytes | memoryview, fmt: BlobFormat) -> Iterator[RawRecor
     import ijson
 
     if fmt == "json":
-        for index, value in enumerate(ijson.items(_reader(data), "item", use_float=True)):
+        # The C parser turns an unpaired surrogate escape ("\\ud800") into "?", silently changing
+        # the data; the rare blob that holds one is parsed by ijson's Python parser, which keeps
+        # it, so the record is refused by name instead of stored altered.
+        parser = ijson.get_backend("python") if _LONE_SURROGATE_ESCAPE.search(data) else ijson
+        # Numbers stay exact (int, Decimal): floats would overflow on valid JSON such as 1e400.
+        for index, value in enumerate(parser.items(_reader(data), "item")):
             yield RawRecord(index, value)
         return
     index = 0
@@ -161,6 +173,8 @@ def iter_records(data: bytes | memoryview, fmt: BlobFormat) -> Iterator[RawRecor
             yield RawRecord(index, error=f"line is not valid JSON: {getattr(exc, 'msg', exc)}", line=line_number)
         except RecursionError:
             yield RawRecord(index, error="line nests JSON too deeply", line=line_number)
+        except ValueError as exc:  # for example an integer past Python's digit limit
+            yield RawRecord(index, error=f"line is not valid JSON: {str(exc)[:200]}", line=line_number)
         else:
             yield RawRecord(index, value, line=line_number)
         index += 1
@@ -191,6 +205,8 @@ def validate_record(value: Any) -> dict[str, Any]:
             raise InvalidRecord(f"'{name}' must be a string, not {_json_type(field_value)}")
         if not field_value.strip():
             raise InvalidRecord(f"'{name}' must not be empty")
+        if has_unpaired_surrogate(field_value):
+            raise InvalidRecord(f"'{name}' holds an unpaired UTF-16 surrogate (\\ud800-\\udfff), which is not text")
     record_id = value["id"]
     if len(record_id) > MAX_ID_LENGTH:
         raise InvalidRecord(f"'id' is longer than {MAX_ID_LENGTH} characters")
@@ -201,12 +217,21 @@ def validate_record(value: Any) -> dict[str, Any]:
     return value
 
 
+def has_unpaired_surrogate(text: str) -> bool:
+    """JSON may escape one (``"\\ud800"``); no UTF-8 encoder, Cosmos DB's included, accepts it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def _json_type(value: Any) -> str:
     if value is None:
         return "null"
     if isinstance(value, bool):
         return "boolean"
-    if isinstance(value, (int, float)):
+    if isinstance(value, (int, float, Decimal)):
         return "number"
     if isinstance(value, str):
         return "string"

@@ -11,13 +11,13 @@ import azure.functions as func
 
 async def main(mytimer: func.TimerRequest, context: func.Context) -> None:
     from common import settings, telemetry
-    from common.logs import bind_invocation
+    from common.logs import bind_invocation, masked_failures
 
     from .cleanup import run_cleanup
 
     log = bind_invocation(context)
-    with telemetry.invocation_span(context, "CleanupTimer", attributes={"faas.trigger": "timer",
-                                                                        "app.timer.past_due": mytimer.past_due}):
+    attributes = {"faas.trigger": "timer", "app.timer.past_due": mytimer.past_due}
+    with masked_failures(), telemetry.invocation_span(context, "CleanupTimer", attributes=attributes):
         if mytimer.past_due:
             # The host missed a scheduled run (app stopped or scaled in): run now, as normal.
             log.warning("cleanup.past_due")

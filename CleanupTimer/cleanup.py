@@ -74,6 +74,10 @@ def partition_value(row: Mapping[str, Any], key: PartitionKeyPath) -> Any:
     return values if key.hierarchical else values[0]
 
 
+class CleanupFailed(RuntimeError):
+    """The run could do nothing it was due to do."""
+
+
 class _Cleanup:
     def __init__(self, container: ContainerProxy, cfg: CleanupSettings, log: InvocationLog, report: CleanupReport,
                  deadline: float, clock: Callable[[], float]) -> None:
@@ -184,7 +188,7 @@ async def delete_expired_records(
         try:
             go_on = await job.one_pass(query, key)
         except Exception as exc:
-            if report.progress == 0:
+            if report.progress == 0 and report.would_delete == 0:
                 raise  # nothing done: fail the invocation so it is seen and retried next run
             report.stopped = "error"
             report.errors.append(describe_error(exc))
@@ -194,6 +198,10 @@ async def delete_expired_records(
         if not go_on or cfg.dry_run or report.progress == progress_before:
             break
     report.request_charge = job.charge.total
+    if report.failed and report.progress == 0:
+        # Items were due and not one could be deleted (a missing role, Cosmos refusing writes):
+        # fail the invocation so the failure is seen, as when the query itself fails.
+        raise CleanupFailed(f"{report.failed} deletes failed and none succeeded; first error: {report.errors[0]}")
     return report
 
 

@@ -68,6 +68,8 @@ def validate_name(value: object) -> str:
         raise BadRequest(f"'name' must be at most {MAX_NAME_LENGTH} characters long.")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise BadRequest("'name' must not contain control characters.")
+    if any(unicodedata.category(ch) == "Cs" for ch in name):
+        raise BadRequest("'name' must not contain unpaired UTF-16 surrogates.")
     return name
 
 
@@ -87,6 +89,10 @@ def extract_name(params: Mapping[str, str], body: bytes) -> str:
         payload = json.loads(text)
     except json.JSONDecodeError as exc:
         raise BadRequest(f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
+    except RecursionError:
+        raise BadRequest("Request body nests JSON too deeply.") from None
+    except ValueError:  # for example an integer past Python's digit limit
+        raise BadRequest("Request body is not valid JSON: a number is too long.") from None
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object such as {\"name\": \"Ada\"}.")
     if "name" not in payload:

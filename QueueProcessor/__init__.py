@@ -11,16 +11,17 @@ import azure.functions as func
 
 async def main(msg: func.ServiceBusMessage, context: func.Context) -> None:
     from common import settings, telemetry
-    from common.logs import bind_invocation
+    from common.logs import bind_invocation, masked_failures
 
     from .processing import InboundMessage, process_message
 
     inbound = InboundMessage.from_trigger(msg)
     queues = settings.queue_settings()
     log = bind_invocation(context, correlation_id=inbound.correlation_id or inbound.message_id)
-    with telemetry.invocation_span(context, f"process {queues.input_queue}", kind="consumer",
-                                   attributes=inbound.span_attributes(queues.input_queue),
-                                   links_from=inbound.upstream_traceparents()):
+    span = telemetry.invocation_span(context, f"process {queues.input_queue}", kind="consumer",
+                                     attributes=inbound.span_attributes(queues.input_queue),
+                                     links_from=inbound.upstream_traceparents())
+    with masked_failures(), span:
         # Raises when a send fails past its retry budget: Service Bus then redelivers,
         # and dead-letters after MaxDeliveryCount.
         await process_message(inbound, queues=queues, log=log)

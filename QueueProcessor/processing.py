@@ -105,11 +105,17 @@ def parse_event(body: bytes) -> dict[str, Any]:
         raise InvalidMessage("not_json", f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
     except RecursionError:
         raise InvalidMessage("not_json", "body nests JSON too deeply") from None
+    except ValueError as exc:  # for example an integer past Python's digit limit
+        raise InvalidMessage("not_json", f"body is not JSON ({str(exc)[:200]})") from None
     if not isinstance(event, dict):
         raise InvalidMessage("not_object", f"body is a JSON {type(event).__name__}, not an object")
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         raise InvalidMessage("missing_id", "body has no non-empty string 'id'")
+    try:
+        event_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidMessage("missing_id", "body's 'id' holds an unpaired UTF-16 surrogate, which is not text") from None
     return event
 
 
@@ -139,7 +145,8 @@ def result_message(inbound: InboundMessage, event: Mapping[str, Any], now: datet
 
     source_id = inbound.effective_id
     return ServiceBusMessage(
-        json.dumps(build_result(event, source_id, now), ensure_ascii=False),
+        # ASCII-escaped: a payload may hold escapes (a lone surrogate) that UTF-8 cannot encode.
+        json.dumps(build_result(event, source_id, now)),
         message_id=output_message_id(source_id),
         correlation_id=inbound.correlation_id or source_id,
         content_type="application/json",
@@ -212,8 +219,10 @@ async def process_message(
         def sender_for(queue: str) -> Sender:
             return clients.queue_sender(queue)
 
+    # A send that hangs (a half-open link) is abandoned after a third of the budget and retried
+    # on a new link, so one stuck connection cannot use up the whole budget.
     policy = RetryPolicy(max_attempts=queues.send_max_attempts, total_budget=queues.send_budget_seconds,
-                         base_delay=0.5, max_delay=5.0)
+                         base_delay=0.5, max_delay=5.0, attempt_timeout=queues.send_budget_seconds / 3)
     log = log.bind(messageId=inbound.message_id, deliveryCount=inbound.delivery_count)
     if inbound.delivery_count is not None and inbound.delivery_count > 1:
         log.warning("message.redelivered", deliveryCount=inbound.delivery_count)
@@ -241,8 +250,8 @@ async def process_message(
                     queue=queues.invalid_queue, durationMs=elapsed_ms())
         return "invalid"
 
-    message = result_message(inbound, event, now())
     try:
+        message = result_message(inbound, event, now())
         await send_with_retry(queues.output_queue, message, policy, log, sender_for)
     except Exception as exc:
         outcome("failed")

@@ -17,18 +17,20 @@ tokens and any value registered with :func:`register_secret`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
-__all__ = ["InvocationLog", "bind_invocation", "describe_error", "redact", "register_secret"]
+__all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_error", "masked_failures", "redact",
+           "register_secret"]
 
 _KEY_VALUE = re.compile(
     r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|sig|AccessKey|Password|Pwd|client_secret|api[_-]?key)"
-    r"(\s*[=:]\s*)(\"?)([^;&\s\"',]+)"
+    r"(\"?\s*(?:=|:|%3D)\s*)(\"?)([^;&\s\"',}]+)"
 )
 _BEARER = re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
@@ -61,6 +63,23 @@ def describe_error(exc: BaseException, limit: int = 500) -> str:
     first = message[0] if message else ""
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class InvocationFailed(RuntimeError):
+    """What a function raises to the host: the cause's masked description, never its raw message.
+
+    The runtime hands an escaping exception's message and stack trace to the host, which logs
+    them: an SDK error can quote a connection string there.
+    """
+
+
+@contextlib.contextmanager
+def masked_failures() -> Iterator[None]:
+    """Re-raise any failure as :class:`InvocationFailed` with a masked message and no chained cause."""
+    try:
+        yield
+    except Exception as exc:
+        raise InvocationFailed(describe_error(exc)) from None
 
 
 def _clean(value: Any) -> Any:

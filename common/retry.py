@@ -42,9 +42,13 @@ class RetryPolicy:
     max_delay: float = 10.0
     #: Seconds for all attempts and waits together.
     total_budget: float = 30.0
+    #: Longest one attempt may take (None: what is left of the budget). A hung connection is
+    #: then abandoned in time for another attempt, instead of eating the whole budget.
+    attempt_timeout: float | None = None
 
     def __post_init__(self) -> None:
-        if self.max_attempts < 1 or self.base_delay < 0 or self.max_delay < 0 or self.total_budget <= 0:
+        if (self.max_attempts < 1 or self.base_delay < 0 or self.max_delay < 0 or self.total_budget <= 0
+                or (self.attempt_timeout is not None and self.attempt_timeout <= 0)):
             raise ValueError(f"invalid retry policy: {self!r}")
 
     def backoff_ceiling(self, attempt: int) -> float:
@@ -147,8 +151,9 @@ async def retry_async(
         remaining = deadline - clock()
         if remaining <= 0:
             raise TimeoutError(f"retry budget of {policy.total_budget:g} s spent before attempt {attempt}")
+        limit = remaining if policy.attempt_timeout is None else min(remaining, policy.attempt_timeout)
         try:
-            async with asyncio.timeout(remaining):
+            async with asyncio.timeout(limit):
                 return await operation()
         except TimeoutError as exc:
             error: BaseException = exc

@@ -41,6 +41,8 @@ _log = logging.getLogger(__name__)
 FETCH_TIMEOUT_SECONDS = 10.0
 #: How long "this secret does not exist" is remembered.
 MISSING_TTL_SECONDS = 30.0
+#: While the vault is unreachable and a stale value is being served, how often to try again.
+STALE_RETRY_SECONDS = 30.0
 
 
 class SecretUnavailableError(RuntimeError):
@@ -55,6 +57,8 @@ class SecretUnavailableError(RuntimeError):
 class _Entry:
     value: str | None
     fetched_at: float
+    #: When a refresh last failed; until STALE_RETRY_SECONDS later the stale value is served at once.
+    failed_at: float | None = None
 
 
 Fetcher = Callable[[str], Awaitable[str | None]]
@@ -99,6 +103,9 @@ class SecretStore:
             ttl = config.cache_ttl_seconds if entry.value is not None else min(config.cache_ttl_seconds, MISSING_TTL_SECONDS)
             if now - entry.fetched_at < ttl:
                 return entry.value
+            if (entry.value is not None and entry.failed_at is not None and now - entry.failed_at < STALE_RETRY_SECONDS
+                    and now - entry.fetched_at < config.max_stale_seconds):
+                return entry.value  # the vault failed moments ago: don't make every caller wait for it again
 
         pending = self._inflight.get(name)
         if pending is None or pending.get_loop() is not asyncio.get_running_loop():
@@ -122,6 +129,7 @@ class SecretStore:
             reason = describe_error(exc)
             if stale is not None and stale.value is not None and self._clock() - stale.fetched_at < max_stale:
                 _log.warning("Key Vault read of secret '%s' failed (%s); serving the cached value", name, reason)
+                stale.failed_at = self._clock()
                 return stale.value
             raise SecretUnavailableError(name, reason) from None
         register_secret(value)

@@ -411,12 +411,20 @@ class Connection:
     __str__ = __repr__
 
 
+_SECRET_PARTS = ("accountkey", "sharedaccesskey", "sharedaccesssignature")
+
+
 def _connection_string_parts(value: str) -> dict[str, str]:
+    """The ``key=value`` parts; the keys' values are registered for masking in logs and errors."""
+    from common.logs import register_secret
+
     parts: dict[str, str] = {}
     for piece in value.split(";"):
         if "=" in piece:
             key, _, val = piece.partition("=")
             parts[key.strip().lower()] = val.strip()
+    for name in _SECRET_PARTS:
+        register_secret(parts.get(name))
     return parts
 
 
@@ -474,7 +482,7 @@ def storage_connection(name: str = "EtlStorage") -> Connection:
                 "or 'UseDevelopmentStorage=true').",
             )
         return Connection(name, "storage", connection_string=conn)
-    uri = _raw(f"{name}__blobServiceUri") or _raw(f"{name}__serviceUri")
+    uri = _raw(f"{name}__blobServiceUri")
     if uri is not None:
         return Connection(name, "storage", endpoint=_https_url(f"{name}__blobServiceUri", uri, "https://myaccount.blob.core.windows.net"))
     account = _raw(f"{name}__accountName")

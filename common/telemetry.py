@@ -28,6 +28,7 @@ copied from input: names, counts, outcomes and ids, no bodies and no secrets.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, Literal
@@ -99,10 +100,17 @@ def _ensure_configured() -> None:
         from common import settings
 
         config = settings.telemetry_settings()
-        if config.connection_string and not config.worker_configures_azure_monitor:
-            _configure_azure_monitor(config.connection_string)
-        elif config.console:
-            _configure_console(config.service_name)
+        try:
+            if config.connection_string and not config.worker_configures_azure_monitor:
+                _configure_azure_monitor(config.connection_string)
+            elif config.console:
+                _configure_console(config.service_name)
+        except Exception as exc:  # noqa: BLE001 - telemetry must never take the functions down
+            from common.logs import describe_error
+
+            logging.getLogger(__name__).error(
+                "Telemetry is off: setting it up failed (check APPLICATIONINSIGHTS_CONNECTION_STRING "
+                "and TELEMETRY_CONSOLE): %s", describe_error(exc))
         if _tracer is None:
             _tracer = trace.get_tracer(INSTRUMENTATION)
             _meter = metrics.get_meter(INSTRUMENTATION)

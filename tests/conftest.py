@@ -23,7 +23,7 @@ APP_SETTINGS = (
     "ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace",
     "INPUT_QUEUE_NAME", "OUTPUT_QUEUE_NAME", "INVALID_QUEUE_NAME", "QUEUE_SEND_MAX_ATTEMPTS", "QUEUE_SEND_BUDGET_SECONDS",
     "CosmosConnection", "CosmosConnection__accountEndpoint", "COSMOS_DATABASE", "COSMOS_CONTAINER",
-    "EtlStorage", "EtlStorage__blobServiceUri", "EtlStorage__serviceUri", "EtlStorage__accountName",
+    "EtlStorage", "EtlStorage__blobServiceUri", "EtlStorage__accountName",
     "ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE", "ETL_WRITE_BUDGET_SECONDS",
     "RETENTION_DAYS", "CLEANUP_MAX_DELETES", "CLEANUP_DRY_RUN", "CLEANUP_DELETE_CONCURRENCY", "CLEANUP_PAGE_SIZE",
     "CLEANUP_TIME_BUDGET_SECONDS",

@@ -151,6 +151,8 @@ class FakeContainer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay = 0.0
+        #: Earlier writes take longer than later ones, so concurrent writes finish in reverse order.
+        self.out_of_order = False
         self.charge = 5.0
 
     async def read(self, **kwargs) -> dict:  # noqa: ANN003
@@ -180,7 +182,10 @@ class FakeContainer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            await asyncio.sleep(self.delay)
+            if self.out_of_order and writes:
+                await asyncio.sleep(0.02 / self.calls[name])
+            else:
+                await asyncio.sleep(self.delay)
         finally:
             if writes:
                 self.in_flight -= 1

@@ -292,3 +292,67 @@ async def test_process_blob_with_explicit_clients() -> None:
                                  log=bind_invocation(FakeContext()), container=container, blob_service=blobs)  # type: ignore[arg-type]
     assert summary.status == "failed"
     assert json.loads(blobs.store["summaries/x.json.summary.json"])["status"] == "failed"
+
+
+async def test_numbers_beyond_float_range_do_not_refuse_the_blob() -> None:
+    data = (b'[{"id": "a", "data": "d", "source": "s", "type": "t", "serial": 18446744073709551615, "big": 1e400},'
+            b' {"id": 5e400, "data": "d", "source": "s", "type": "t"}]')
+    summary, container = await etl(data)
+    assert (summary.written, summary.invalid) == (1, 1)
+    assert summary.errors[0]["reason"] == "'id' must be a string, not number"
+
+
+async def test_json_lines_with_an_endless_integer_is_one_bad_record() -> None:
+    data = as_jsonl([record(1)]) + b'{"id": "x", "n": ' + b"9" * 5000 + b"}\n"
+    summary, _ = await etl(data, name="incoming/f.jsonl")
+    assert (summary.written, summary.invalid) == (1, 1)
+
+
+async def test_unpaired_surrogates_are_invalid_records_and_the_summary_still_encodes() -> None:
+    data = b'{"id": "ok", "data": "d", "source": "s", "type": "t"}\n{"id": "x\\ud800", "data": "d", "source": "s", "type": "t"}\n'
+    container, blobs = FakeContainer(), FakeBlobService()
+    summary = await process_blob(data, source_blob="incoming/s.jsonl", cfg=CFG, log=bind_invocation(FakeContext()),
+                                 container=container, blob_service=blobs)  # type: ignore[arg-type]
+    assert (summary.written, summary.invalid) == (1, 1)
+    assert "surrogate" in summary.errors[0]["reason"]
+    json.loads(blobs.store["summaries/s.jsonl.summary.json"])
+
+
+async def test_a_failed_write_cancels_the_writes_still_in_flight() -> None:
+    container = FakeContainer()
+    container.delay = 0.05
+    container.failures["upsert"] = [cosmos_error(403, "Request blocked by Auth")]
+    with pytest.raises(Exception):
+        await etl(as_json([record(i) for i in range(40)]), container=container)
+    stored = len(container.items)
+    import asyncio
+
+    await asyncio.sleep(0.2)
+    assert len(container.items) == stored  # nothing kept writing after the invocation failed
+    assert stored < 40
+
+
+async def test_duplicate_ids_last_one_wins_even_when_writes_finish_out_of_order() -> None:
+    container = FakeContainer()
+    container.out_of_order = True  # earlier calls take longer than later ones
+    data = as_json([record(1, data="first"), record(2), record(1, data="second"), record(1, data="third")])
+    summary, container = await etl(data, container=container)
+    assert summary.written == 4
+    assert container.items[("r-1", json.dumps("r-1"))]["processedData"] == "THIRD"
+
+
+def test_error_entries_echo_at_most_256_characters_of_an_id() -> None:
+    from BlobEtl.etl import EtlSummary
+
+    summary = EtlSummary(source_blob="c/b", started_at="t")
+    summary.add_error(0, "x" * 10_000, "'id' is longer than 255 characters")
+    assert len(summary.errors[0]["id"]) == 256
+
+
+async def test_unpaired_surrogate_in_a_json_array_is_refused_not_altered() -> None:
+    data = (b'[{"id": "x\\ud800y", "data": "d", "source": "s", "type": "t"},'
+            b' {"id": "smile", "data": "\\ud83d\\ude00", "source": "s", "type": "t"}]')
+    summary, container = await etl(data)
+    assert (summary.written, summary.invalid) == (1, 1)
+    assert "surrogate" in summary.errors[0]["reason"]
+    assert container.items[("smile", json.dumps("smile"))]["processedData"] == "\U0001F600"

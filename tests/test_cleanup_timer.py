@@ -187,3 +187,13 @@ async def test_run_cleanup_failure_is_logged_and_raised(caplog: pytest.LogCaptur
     with caplog.at_level(logging.ERROR), pytest.raises(Exception):
         await run_cleanup(cfg=CFG, log=bind_invocation(FakeContext()), container=container)  # type: ignore[arg-type]
     assert "cleanup.failed" in caplog.text
+
+
+async def test_a_run_where_every_delete_fails_fails_the_invocation() -> None:
+    from CleanupTimer.cleanup import CleanupFailed
+
+    container = FakeContainer()
+    await seed(container, expired=12, fresh=0)
+    container.failures["delete"] = [cosmos_error(403, "Request blocked by Auth") for _ in range(12)]
+    with pytest.raises(CleanupFailed, match="12 deletes failed and none succeeded"):
+        await clean(container)

@@ -213,3 +213,13 @@ async def test_log_line_per_request_has_outcome_and_duration(local_key: None,
     assert payload["function"] == "HttpGreeting" and payload["invocationId"] == "i-1"
     assert payload["durationMs"] >= 0
     assert "Ada" not in caplog.text  # the caller's name is personal data: not logged
+
+
+@pytest.mark.parametrize(("body", "fragment"), [
+    (b'{"name": "Ada", "n": ' + b"1" * 5000 + b"}", "a number is too long"),
+    (b"[" * 60000, "nests JSON too deeply"),
+    (b'{"name": "A\\ud800"}', "unpaired UTF-16 surrogates"),
+])
+async def test_pathological_json_gets_a_400_not_a_500(local_key: None, body: bytes, fragment: str) -> None:
+    status, payload, _ = await call(request("POST", body=body))
+    assert status == 400 and fragment in payload["error"]

@@ -59,3 +59,20 @@ def test_describe_error_is_bounded_and_masked() -> None:
     text = describe_error(error, limit=120)
     assert text.startswith("RuntimeError: AccountKey=***")
     assert len(text) == 120
+
+
+@pytest.mark.parametrize("text", [
+    '{"AccountKey": "c2VjcmV0LWtleS12YWx1ZQ=="}',
+    "AccountEndpoint%3Dhttps%3A%2F%2Fa%2F%3BAccountKey%3Dc2VjcmV0LWtleS12YWx1ZQ%3D%3D",
+])
+def test_redact_masks_quoted_and_url_encoded_keys(text: str) -> None:
+    assert "c2VjcmV0LWtleS12YWx1ZQ" not in redact(text)
+
+
+def test_connection_string_keys_are_registered_when_settings_read_them(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common import settings
+    from tests.conftest import set_env
+
+    set_env(monkeypatch, CosmosConnection="AccountEndpoint=https://a:443/;AccountKey=zz-unique-key-value-77;")
+    settings.cosmos_connection()
+    assert "zz-unique-key-value-77" not in redact("oops: zz-unique-key-value-77 leaked in free text")

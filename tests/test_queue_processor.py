@@ -12,6 +12,7 @@ from azure.servicebus import exceptions as sb
 
 import QueueProcessor
 from common import clients
+from common.logs import InvocationFailed
 from common.settings import QueueSettings
 from QueueProcessor.processing import InboundMessage, output_message_id, parse_event, process_message
 from tests.conftest import FakeContext, set_env
@@ -107,7 +108,7 @@ async def test_invalid_messages_are_routed_aside_with_reason(bus: FakeServiceBus
 
 async def test_failure_to_route_aside_fails_the_invocation(bus: FakeServiceBus) -> None:
     bus.senders["invalid"].failures = [sb.MessagingEntityNotFoundError(message="queue 'invalid' not found")]
-    with pytest.raises(sb.MessagingEntityNotFoundError):
+    with pytest.raises(InvocationFailed, match="MessagingEntityNotFoundError"):
         await run(trigger(b"{broken"))
 
 
@@ -124,7 +125,7 @@ async def test_transient_failures_are_retried_then_succeed(bus: FakeServiceBus,
 
 async def test_persistent_failure_raises_after_the_attempts(bus: FakeServiceBus) -> None:
     bus.senders["out"].failures = [sb.OperationTimeoutError(message="timeout") for _ in range(10)]
-    with pytest.raises(sb.OperationTimeoutError):
+    with pytest.raises(InvocationFailed, match="OperationTimeoutError"):
         await run(trigger({"id": "a"}))
     assert bus.senders["out"].attempts == 4
     assert bus.queues["out"].messages == []
@@ -132,7 +133,7 @@ async def test_persistent_failure_raises_after_the_attempts(bus: FakeServiceBus)
 
 async def test_permanent_send_error_is_not_retried(bus: FakeServiceBus) -> None:
     bus.senders["out"].failures = [sb.MessageSizeExceededError(message="too large")]
-    with pytest.raises(sb.MessageSizeExceededError):
+    with pytest.raises(InvocationFailed, match="MessageSizeExceededError"):
         await run(trigger({"id": "a"}))
     assert bus.senders["out"].attempts == 1
 
@@ -175,3 +176,58 @@ async def test_message_without_id_gets_a_stable_derived_one(bus: FakeServiceBus)
     await run(trigger({"id": "a"}, message_id=None))
     await run(trigger({"id": "a"}, message_id=None))
     assert len(bus.queues["out"].messages) == 1
+
+
+async def test_failures_reach_the_host_masked(bus: FakeServiceBus) -> None:
+    """The runtime hands an escaping exception's message to the host's logs: no key may be in it."""
+    bus.senders["out"].failures = [sb.ServiceBusAuthenticationError(
+        message="Put token failed: Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=TOPSECRETKEYVALUE==")]
+    with pytest.raises(InvocationFailed) as info:
+        await run(trigger({"id": "a"}))
+    assert "TOPSECRETKEYVALUE" not in str(info.value)
+    assert "ServiceBusAuthenticationError" in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
+
+
+@pytest.mark.parametrize(("body", "reason"), [
+    (b'{"id": "a", "n": ' + b"1" * 5000 + b"}", "not_json"),
+    (b'{"id": "\\ud800"}', "missing_id"),
+])
+async def test_pathological_json_is_routed_aside(bus: FakeServiceBus, body: bytes, reason: str) -> None:
+    await run(trigger(body))
+    [aside] = bus.queues["invalid"].messages
+    assert aside.application_properties["invalidReason"] == reason
+
+
+async def test_payload_with_escaped_surrogate_is_forwarded_as_valid_json(bus: FakeServiceBus) -> None:
+    await run(trigger(b'{"id": "a", "note": "\\udc00 broken half"}'))
+    [out] = bus.queues["out"].messages
+    body = b"".join(out.body)
+    body.decode("utf-8")
+    assert json.loads(body)["payload"]["note"] == "\udc00 broken half"
+
+
+async def test_a_cancelled_send_discards_the_cached_sender_and_the_next_builds_a_new_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from common import loop_cache
+    from tests.fakes import FakeQueue, FakeSender
+
+    set_env(monkeypatch, ServiceBusConnection="Endpoint=sb://unit.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey=a2V5",
+            INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid",
+            QUEUE_SEND_BUDGET_SECONDS="3", QUEUE_SEND_MAX_ATTEMPTS="3")
+    queue = FakeQueue("out")
+    hanging, healthy = FakeSender(queue), FakeSender(queue)
+    hanging.hang = True
+    senders = iter([hanging, healthy])
+
+    class Client:
+        def get_queue_sender(self, name: str) -> FakeSender:
+            return next(senders)
+
+    monkeypatch.setattr(clients, "service_bus_client", lambda connection="ServiceBusConnection": Client())
+    await run(trigger({"id": "a"}))
+    await asyncio.sleep(0)  # the discarded sender is closed in the background
+    assert hanging.closed and hanging.attempts == 1
+    assert healthy.attempts == 1 and len(queue.messages) == 1
+    assert clients.queue_sender("out") is healthy
+    loop_cache.reset()

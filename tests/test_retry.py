@@ -180,3 +180,20 @@ def test_service_bus_errors_follow_the_sdk_flag_except_auth() -> None:
     assert not is_transient(sb.MessagingEntityNotFoundError(message="no queue"))
     assert not is_transient(sb.ServiceBusAuthorizationError(message="no role"))
     assert not is_transient(sb.ServiceBusAuthenticationError(message="bad key"))
+
+
+async def test_a_hung_attempt_is_abandoned_after_the_attempt_timeout_and_retried() -> None:
+    calls = 0
+
+    async def hangs_once() -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(3600)
+        return "second"
+
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    result = await retry_async(hangs_once, RetryPolicy(total_budget=5, attempt_timeout=0.2, base_delay=0.01))
+    assert (result, calls) == ("second", 2)
+    assert loop.time() - started < 1.0

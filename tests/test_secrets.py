@@ -126,3 +126,21 @@ async def test_fetched_values_are_registered_for_redaction(vault_mode: None) -> 
     vault = FakeVault({"k": "very-secret-value-42"})
     await SecretStore(vault.fetch).get("k")
     assert "very-secret-value-42" not in logs.redact("leaked very-secret-value-42")
+
+
+async def test_while_the_vault_is_down_the_stale_value_is_served_without_waiting(vault_mode: None) -> None:
+    clock = Clock()
+    vault = FakeVault({"k": "v1"})
+    store = SecretStore(vault.fetch, clock=clock)
+    await store.get("k")
+    vault.error = ServiceRequestError("down")
+    clock.now += 400
+    assert await store.get("k") == "v1"  # this call tried the vault once
+    calls = vault.calls
+    for _ in range(5):
+        clock.now += 1
+        assert await store.get("k") == "v1"
+    assert vault.calls == calls  # the next callers did not wait on the vault again
+    clock.now += 31
+    assert await store.get("k") == "v1"
+    assert vault.calls == calls + 1  # retried after the back-off

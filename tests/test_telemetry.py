@@ -277,3 +277,13 @@ def test_connection_string_selects_the_azure_monitor_distro(monkeypatch: pytest.
     with telemetry.span("x"):
         pass
     assert len(calls) == 2  # the worker configured it already: not twice
+
+
+async def test_a_malformed_connection_string_leaves_telemetry_off_not_the_functions(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    set_env(monkeypatch, APPLICATIONINSIGHTS_CONNECTION_STRING="not a connection string", API_KEY="k-123456789")
+    with caplog.at_level(logging.ERROR):
+        for _ in range(2):
+            response = await HttpGreeting.main(http_request(params={"name": "A"}, key="k-123456789"), context("HttpGreeting"))
+            assert response.status_code == 200
+    assert caplog.text.count("APPLICATIONINSIGHTS_CONNECTION_STRING") == 1  # said once, not per invocation

@@ -116,3 +116,20 @@ async def test_blob_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch) 
     assert (summary["status"], summary["written"], summary["invalid"]) == ("partial", 1, 1)
     assert summary["sourceBlob"] == "incoming/2026/day.json"
     assert container.items[("a", '"a"')]["sourceBlob"] == "incoming/2026/day.json"
+
+
+async def test_a_failure_reaches_the_host_without_secrets(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """What the runtime hands the host (message and stack trace) is logged by the host: it must be masked."""
+    from azure.servicebus.exceptions import ServiceBusAuthenticationError
+
+    bus = FakeServiceBus("orders-out", "orders-invalid")
+    bus.senders["orders-out"].failures = [ServiceBusAuthenticationError(
+        message="CBS failed: Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=TOPSECRETKEYVALUE==")]
+    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
+            INVALID_QUEUE_NAME="orders-invalid")
+    response = await host.invoke("QueueProcessor", *host.service_bus("QueueProcessor", b'{"id": "x"}'), check=False)
+    assert not host.succeeded(response)
+    exception = response.result.exception
+    assert "ServiceBusAuthenticationError" in exception.message
+    assert "TOPSECRETKEYVALUE" not in exception.message + exception.stack_trace

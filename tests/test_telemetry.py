@@ -287,3 +287,23 @@ async def test_a_malformed_connection_string_leaves_telemetry_off_not_the_functi
             response = await HttpGreeting.main(http_request(params={"name": "A"}, key="k-123456789"), context("HttpGreeting"))
             assert response.status_code == 200
     assert caplog.text.count("APPLICATIONINSIGHTS_CONNECTION_STRING") == 1  # said once, not per invocation
+
+
+def test_console_mode_prints_spans_locally() -> None:
+    """TELEMETRY_CONSOLE=true (for make start): spans are printed, nothing is sent anywhere."""
+    code = f"""
+import asyncio, os, sys
+sys.path.insert(0, {str(APP_ROOT)!r})
+os.environ.update(API_KEY='k-123456789', TELEMETRY_CONSOLE='true')
+import azure.functions as func
+import HttpGreeting
+from tests.conftest import FakeContext, FakeTraceContext
+req = func.HttpRequest('GET', 'http://x/api/HttpGreeting', headers={{'x-api-key': 'k-123456789'}}, params={{'name': 'A'}}, body=b'')
+asyncio.run(HttpGreeting.main(req, FakeContext(trace_context=FakeTraceContext())))
+print('azure monitor loaded:', 'azure.monitor' in ' '.join(sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=APP_ROOT)
+    assert result.returncode == 0, result.stderr
+    assert '"name": "HttpGreeting"' in result.stdout
+    assert HOST_TRACE in result.stdout
+    assert "azure monitor loaded: False" in result.stdout  # the metrics follow, printed at exit

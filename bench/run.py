@@ -55,9 +55,9 @@ class Sizes:
     latency_records: int
 
 
-FULL = Sizes(coldstart_runs=5, http_ours=2000, http_baseline=200, etl_records=(5000, 50000), etl_baseline_max=50000,
+FULL = Sizes(coldstart_runs=3, http_ours=2000, http_baseline=200, etl_records=(5000, 50000), etl_baseline_max=50000,
              etl_baseline_traced_max=5000,
-             raw_records=10000, cleanup_items=2000, latency_records=5000)
+             raw_records=5000, cleanup_items=2000, latency_records=3000)
 QUICK = Sizes(coldstart_runs=3, http_ours=500, http_baseline=50, etl_records=(1000, 5000), etl_baseline_max=5000,
               etl_baseline_traced_max=1000,
               raw_records=2000, cleanup_items=500, latency_records=1000)

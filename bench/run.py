@@ -5,7 +5,7 @@ Starts what it needs (Azurite and the Cosmos DB API server twice: on loopback, a
 runs every measurement in a fresh process (``bench.workers``), prints a table of figures,
 ratios and targets, writes ``bench/results.json``, and stops everything it started.
 
-    python -m bench.run            # full: about 8 minutes on 2 cores
+    python -m bench.run            # full: about 8-9 minutes on 2 cores
     python -m bench.run --quick    # reduced sizes: under 2 minutes
     python -m bench.run --smoke    # tiny sizes, for the test suite
 

@@ -50,14 +50,6 @@ CONNECT_TIMEOUT = 10
 READ_TIMEOUT = 30
 
 
-def _cosmos_endpoint_from(connection_string: str) -> str:
-    for piece in connection_string.split(";"):
-        key, _, value = piece.partition("=")
-        if key.strip().lower() == "accountendpoint":
-            return value.strip()
-    return ""
-
-
 def _is_loopback_url(url: str) -> bool:
     return settings.is_loopback_host(urlsplit(url).hostname)
 
@@ -128,7 +120,7 @@ def _build_cosmos_client(connection: str) -> CosmosClient:
     from azure.cosmos.aio import CosmosClient
 
     conn = settings.cosmos_connection(connection)
-    endpoint = conn.endpoint or _cosmos_endpoint_from(conn.connection_string or "")
+    endpoint = conn.endpoint or settings.connection_string_parts(conn.connection_string or "").get("accountendpoint", "")
     kwargs: dict[str, Any] = {"connection_timeout": CONNECT_TIMEOUT}
     if _is_loopback_url(endpoint):
         # Local emulators serve a self-signed certificate and one region.

@@ -38,6 +38,7 @@ __all__ = [
     "QueueSettings",
     "SecretSettings",
     "cleanup_settings",
+    "connection_string_parts",
     "cosmos_connection",
     "cosmos_target",
     "etl_settings",
@@ -414,7 +415,7 @@ class Connection:
 _SECRET_PARTS = ("accountkey", "sharedaccesskey", "sharedaccesssignature")
 
 
-def _connection_string_parts(value: str) -> dict[str, str]:
+def connection_string_parts(value: str) -> dict[str, str]:
     """The ``key=value`` parts; the keys' values are registered for masking in logs and errors."""
     from common.logs import register_secret
 
@@ -432,7 +433,7 @@ def _connection_string_parts(value: str) -> dict[str, str]:
 def service_bus_connection(name: str = "ServiceBusConnection") -> Connection:
     conn = _raw(name)
     if conn is not None:
-        if "endpoint" not in _connection_string_parts(conn):
+        if "endpoint" not in connection_string_parts(conn):
             raise ConfigurationError(
                 name, "must be a Service Bus connection string ('Endpoint=sb://<namespace>/;SharedAccessKeyName=...;...')."
             )
@@ -455,7 +456,7 @@ def service_bus_connection(name: str = "ServiceBusConnection") -> Connection:
 def cosmos_connection(name: str = "CosmosConnection") -> Connection:
     conn = _raw(name)
     if conn is not None:
-        parts = _connection_string_parts(conn)
+        parts = connection_string_parts(conn)
         if "accountendpoint" not in parts or "accountkey" not in parts:
             raise ConfigurationError(
                 name, "must be a Cosmos DB connection string ('AccountEndpoint=https://...;AccountKey=...;')."
@@ -474,7 +475,7 @@ def cosmos_connection(name: str = "CosmosConnection") -> Connection:
 def storage_connection(name: str = "EtlStorage") -> Connection:
     conn = _raw(name)
     if conn is not None:
-        parts = _connection_string_parts(conn)
+        parts = connection_string_parts(conn)
         if not (parts.get("usedevelopmentstorage") == "true" or "accountname" in parts or "blobendpoint" in parts):
             raise ConfigurationError(
                 name,

@@ -257,9 +257,9 @@ class DevHost:
             conn = settings.service_bus_connection(connection)
         except settings.ConfigurationError as exc:
             return False, str(exc)
-        if conn.connection_string and "usedevelopmentemulator=true" in conn.connection_string.lower().replace(" ", ""):
-            endpoint = next((p.split("=", 1)[1] for p in conn.connection_string.split(";")
-                             if p.lower().startswith("endpoint=")), "")
+        parts = settings.connection_string_parts(conn.connection_string or "")
+        if parts.get("usedevelopmentemulator", "").lower() == "true":
+            endpoint = parts.get("endpoint", "")
             host = urlsplit(endpoint).hostname or "localhost"
             port = urlsplit(endpoint).port or 5672
             if not port_open(port, "127.0.0.1" if host == "localhost" else host):

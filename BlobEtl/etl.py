@@ -168,9 +168,7 @@ class EtlRun:
                  now: Callable[[], datetime]) -> None:
         self.source = source
         self.container = container
-        self.cfg = cfg
         self.log = log
-        self.now = now
         self.summary = EtlSummary(source_blob=str(source), started_at=utc_timestamp(now()))
         self.policy = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=15.0, total_budget=cfg.write_budget_seconds)
         self._semaphore = asyncio.Semaphore(cfg.write_concurrency)
@@ -199,11 +197,11 @@ class EtlRun:
         ready: list[tuple[RawRecord, dict[str, Any], Any]] = []
         for record in batch:
             self.summary.total_records += 1
-            value = record.value if record.error is None else None
-            candidate_id = value.get("id") if isinstance(value, dict) else None
             if record.error is not None:
                 self.summary.add_error(record.index, None, record.error, record.line)
                 continue
+            value = record.value
+            candidate_id = value.get("id") if isinstance(value, dict) else None
             try:
                 item = to_item(validate_record(value), str(self.source), timestamp)
                 partition_value = key.value_of(item)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import inspect
 import logging
 from collections.abc import Callable, Hashable
@@ -57,12 +58,7 @@ def discard_soon(key: Hashable) -> None:
 
 async def aclose_all() -> None:
     """Close every object built on the running loop, newest first."""
-    loop = asyncio.get_running_loop()
-    for key in reversed(list(_entries)):
-        entry = _entries.get(key)
-        if entry is not None and entry[0] is loop:
-            del _entries[key]
-            await _close(entry[1])
+    await _close_loop_entries(asyncio.get_running_loop())
 
 
 def reset() -> None:
@@ -104,13 +100,12 @@ def _close_at_exit() -> None:
     for loop in loops.values():
         if loop.is_closed() or loop.is_running():
             continue
-        try:
+        with contextlib.suppress(Exception):  # the interpreter is exiting: best effort
             loop.run_until_complete(_close_loop_entries(loop))
-        except Exception:  # noqa: BLE001 - interpreter is exiting
-            pass
 
 
 async def _close_loop_entries(loop: asyncio.AbstractEventLoop) -> None:
+    """Close the objects built on ``loop``, newest first (clients before their credential)."""
     for key in reversed(list(_entries)):
         entry = _entries.get(key)
         if entry is not None and entry[0] is loop:

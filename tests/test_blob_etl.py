@@ -322,7 +322,9 @@ async def test_a_failed_write_cancels_the_writes_still_in_flight() -> None:
     container = FakeContainer()
     container.delay = 0.05
     container.failures["upsert"] = [cosmos_error(403, "Request blocked by Auth")]
-    with pytest.raises(Exception):
+    from azure.cosmos.exceptions import CosmosHttpResponseError
+
+    with pytest.raises(CosmosHttpResponseError):
         await etl(as_json([record(i) for i in range(40)]), container=container)
     stored = len(container.items)
     import asyncio

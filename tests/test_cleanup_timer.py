@@ -184,7 +184,9 @@ async def test_main_logs_past_due_and_a_summary(monkeypatch: pytest.MonkeyPatch,
 async def test_run_cleanup_failure_is_logged_and_raised(caplog: pytest.LogCaptureFixture) -> None:
     container = FakeContainer()
     container.failures["query"] = [cosmos_error(401, "unauthorized")]
-    with caplog.at_level(logging.ERROR), pytest.raises(Exception):
+    from azure.cosmos.exceptions import CosmosHttpResponseError
+
+    with caplog.at_level(logging.ERROR), pytest.raises(CosmosHttpResponseError):
         await run_cleanup(cfg=CFG, log=bind_invocation(FakeContext()), container=container)  # type: ignore[arg-type]
     assert "cleanup.failed" in caplog.text
 

@@ -177,7 +177,9 @@ async def test_a_failing_invocation_marks_its_span_without_the_raw_message(otel:
     monkeypatch.setattr(clients, "cosmos_container", lambda: container)
     from azure.functions.timer import TimerRequest
 
-    with pytest.raises(Exception):
+    from common.logs import InvocationFailed
+
+    with pytest.raises(InvocationFailed):
         await CleanupTimer.main(TimerRequest(past_due=False), context("CleanupTimer"))
     [root] = otel.finished("CleanupTimer")
     assert root.status.status_code == StatusCode.ERROR

@@ -2,10 +2,12 @@
 
 No Azure SDK here: pure functions over bytes and dicts.
 
-- :func:`check_blob` makes one streaming pass that proves the blob readable
-  (UTF-8, well-formed, the right top-level shape) without building records,
-  so a truncated or malformed blob writes nothing.
-- :func:`iter_records` then yields records one at a time from the same bytes.
+- :func:`check_blob` makes one pass that proves the blob readable (UTF-8,
+  well-formed, the right top-level shape) keeping no records, so a truncated
+  or malformed blob writes nothing.
+- :func:`iter_records` then yields records one at a time from the same bytes,
+  each read by the app's strict JSON reader (:mod:`common.strict_json`), so a
+  record that breaks one of its rules is refused by name and the rest land.
 - :func:`validate_record` and :func:`to_item` decide what a record becomes.
 """
 
@@ -13,13 +15,20 @@ from __future__ import annotations
 
 import codecs
 import io
-import json
-import re
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
+
+from common.errors import InvalidInput
+from common.strict_json import (
+    JsonInputError,
+    has_unpaired_surrogate,
+    iter_array_elements,
+    loads,
+    loads_array_element,
+)
 
 BlobFormat = Literal["json", "jsonl"]
 
@@ -31,19 +40,14 @@ MAX_ITEM_BYTES = 2 * 1024 * 1024 - 16 * 1024
 #: Deeper records are refused before anything tries to serialize them.
 MAX_NESTING = 64
 _UTF8_BOM = codecs.BOM_UTF8
-#: A \\uD800-\\uDBFF escape not followed by a \\uDC00-\\uDFFF one, or the reverse.
-_LONE_SURROGATE_ESCAPE = re.compile(
-    rb"\\u[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
-    rb"|(?<!\\u[dD][89abAB][0-9a-fA-F]{2})\\u[dD][c-fC-F][0-9a-fA-F]{2}"
-)
 _CHUNK = 1024 * 1024
 
 
-class BlobFormatError(ValueError):
+class BlobFormatError(InvalidInput):
     """The blob as a whole cannot be read; ``position`` is a byte offset where known."""
 
     def __init__(self, message: str, position: int | None = None) -> None:
-        super().__init__(message if position is None else f"{message} (at byte {position})")
+        super().__init__(message if position is None else f"{message} (at byte {position})", reason="unreadable_blob")
         self.position = position
 
 
@@ -56,8 +60,11 @@ class RawRecord:
     line: int | None = None
 
 
-class InvalidRecord(ValueError):
-    pass
+class InvalidRecord(InvalidInput):
+    """One record can never become an item; the summary names it with this reason."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, reason="invalid_record")
 
 
 def detect_format(blob_name: str, data: bytes | memoryview) -> BlobFormat:
@@ -117,22 +124,15 @@ def _check_utf8(view: memoryview) -> None:
             raise BlobFormatError("blob is not valid UTF-8", offset + exc.start) from None
 
 
-def _json_error_position(view: memoryview) -> tuple[str, int | None]:
-    """Exact message and byte position of a JSON syntax error (only runs on a failed blob)."""
-    text = bytes(view).decode("utf-8")
-    try:
-        json.loads(text)
-    except json.JSONDecodeError as exc:
-        return f"blob is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}", len(text[: exc.pos].encode())
-    except (ValueError, RecursionError) as exc:
-        return f"blob is not valid JSON: {type(exc).__name__}: {str(exc)[:200]}", None
-    return "blob is not valid JSON", None
+def check_blob(data: bytes, fmt: BlobFormat) -> None:
+    """Raise :class:`BlobFormatError` unless the blob can be read as ``fmt``. Keeps no records.
 
-
-def check_blob(data: bytes | memoryview, fmt: BlobFormat) -> None:
-    """Raise :class:`BlobFormatError` unless the blob can be read as ``fmt``. Builds no records."""
-    import ijson
-
+    For a JSON array, every element's syntax is checked (each element is parsed and dropped,
+    one at a time), so a truncated or malformed blob writes nothing; the error's position is
+    exact and found without a second copy of the blob. A record that is well-formed JSON but
+    breaks a limit (too deep, a number too long, NaN) is not a blob error: it is refused by
+    name when :func:`iter_records` reaches it.
+    """
     view = _body(data)
     _check_utf8(view)
     if fmt == "jsonl":
@@ -142,55 +142,49 @@ def check_blob(data: bytes | memoryview, fmt: BlobFormat) -> None:
         raise BlobFormatError("blob is empty: expected a JSON array of records")
     if first != ord("["):
         raise BlobFormatError("blob's top level must be a JSON array of records", position)
+    offset = len(data) - len(view) + position
     try:
-        for _ in ijson.basic_parse(_reader(data)):
-            pass
-    except ijson.JSONError:
-        message, error_position = _json_error_position(view)
-        raise BlobFormatError(message, error_position) from None
+        for element in iter_array_elements(data, offset):
+            if element.depth <= MAX_NESTING:
+                try:
+                    loads_array_element(data, element, exact_numbers=True)
+                except JsonInputError as exc:
+                    if exc.reason == "not_json":
+                        raise
+    except JsonInputError as exc:
+        raise BlobFormatError(f"blob {exc.detail}", exc.position) from None
 
 
-def iter_records(data: bytes | memoryview, fmt: BlobFormat) -> Iterator[RawRecord]:
-    """Records one by one, in blob order. Call :func:`check_blob` first."""
-    import ijson
+def iter_records(data: bytes, fmt: BlobFormat) -> Iterator[RawRecord]:
+    """Records one by one, in blob order, each read by the strict reader. Call :func:`check_blob` first.
 
+    A record that nests deeper than :data:`MAX_NESTING` is refused before it is built.
+    Numbers stay exact: a double's overflow (``1e400``) is kept as a Decimal, not refused,
+    since the record's other fields may still be valid.
+    """
     if fmt == "json":
-        # The C parser turns an unpaired surrogate escape ("\\ud800") into "?", silently changing
-        # the data; the rare blob that holds one is parsed by ijson's Python parser, which keeps
-        # it, so the record is refused by name instead of stored altered.
-        parser = ijson.get_backend("python") if _LONE_SURROGATE_ESCAPE.search(data) else ijson
-        # Numbers stay exact (int, Decimal): floats would overflow on valid JSON such as 1e400.
-        for index, value in enumerate(parser.items(_reader(data), "item")):
-            yield RawRecord(index, value)
+        first, position = _first_significant(_body(data))
+        offset = len(data) - len(_body(data)) + position
+        for element in iter_array_elements(data, offset):
+            if element.depth > MAX_NESTING:
+                yield RawRecord(element.index, error=f"record nests deeper than {MAX_NESTING} levels")
+                continue
+            try:
+                yield RawRecord(element.index, loads_array_element(data, element, exact_numbers=True))
+            except JsonInputError as exc:
+                yield RawRecord(element.index, error=f"record {exc.detail}")
         return
     index = 0
     for line_number, line in enumerate(_reader(data), start=1):
         if not line.strip():
             continue
         try:
-            value = json.loads(line)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            yield RawRecord(index, error=f"line is not valid JSON: {getattr(exc, 'msg', exc)}", line=line_number)
-        except RecursionError:
-            yield RawRecord(index, error="line nests JSON too deeply", line=line_number)
-        except ValueError as exc:  # for example an integer past Python's digit limit
-            yield RawRecord(index, error=f"line is not valid JSON: {str(exc)[:200]}", line=line_number)
+            value = loads(line, max_depth=MAX_NESTING, exact_numbers=True)
+        except JsonInputError as exc:
+            yield RawRecord(index, error=f"line {exc.detail}", line=line_number)
         else:
             yield RawRecord(index, value, line=line_number)
         index += 1
-
-
-def _depth_exceeds(value: Any, limit: int) -> bool:
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        if isinstance(node, dict):
-            stack.extend((child, depth + 1) for child in node.values() if isinstance(child, (dict, list)))
-        elif isinstance(node, list):
-            stack.extend((child, depth + 1) for child in node if isinstance(child, (dict, list)))
-    return False
 
 
 def validate_record(value: Any) -> dict[str, Any]:
@@ -212,18 +206,7 @@ def validate_record(value: Any) -> dict[str, Any]:
         raise InvalidRecord(f"'id' is longer than {MAX_ID_LENGTH} characters")
     if any(ch in FORBIDDEN_ID_CHARACTERS for ch in record_id) or any(ord(ch) < 32 for ch in record_id):
         raise InvalidRecord("'id' contains a character Cosmos DB does not allow ('/', '\\', '?', '#' or a control character)")
-    if _depth_exceeds(value, MAX_NESTING):
-        raise InvalidRecord(f"record nests deeper than {MAX_NESTING} levels")
     return value
-
-
-def has_unpaired_surrogate(text: str) -> bool:
-    """JSON may escape one (``"\\ud800"``); no UTF-8 encoder, Cosmos DB's included, accepts it."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
 
 
 def _json_type(value: Any) -> str:

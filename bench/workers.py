@@ -249,7 +249,6 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
         # module top): tracemalloc should see the data, not the modules.
         import azure.cosmos.aio  # noqa: F401
         import azure.storage.blob.aio  # noqa: F401
-        import ijson  # noqa: F401
         import opentelemetry.metrics  # noqa: F401
         import opentelemetry.trace  # noqa: F401
 

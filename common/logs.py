@@ -25,6 +25,8 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Protocol
 
+from common.errors import InvocationFailed
+
 __all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_error", "masked_failures", "redact",
            "register_secret"]
 
@@ -63,14 +65,6 @@ def describe_error(exc: BaseException, limit: int = 500) -> str:
     first = message[0] if message else ""
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-class InvocationFailed(RuntimeError):
-    """What a function raises to the host: the cause's masked description, never its raw message.
-
-    The runtime hands an escaping exception's message and stack trace to the host, which logs
-    them: an SDK error can quote a connection string there.
-    """
 
 
 @contextlib.contextmanager

@@ -31,6 +31,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from common import settings
+from common.errors import TransientFailure
 from common.logs import describe_error, register_secret
 
 __all__ = ["SecretStore", "SecretUnavailableError", "get_secret", "reset"]
@@ -45,7 +46,7 @@ MISSING_TTL_SECONDS = 30.0
 STALE_RETRY_SECONDS = 30.0
 
 
-class SecretUnavailableError(RuntimeError):
+class SecretUnavailableError(TransientFailure):
     """The vault could not be reached, or refused the app's identity. Retry later."""
 
     def __init__(self, name: str, reason: str) -> None:

@@ -28,6 +28,9 @@ from pathlib import Path
 from typing import Callable, Literal, TypeVar
 from urllib.parse import urlsplit
 
+# Defined with the rest of the error model (common.errors); re-exported where settings are read.
+from common.errors import ConfigurationError
+
 __all__ = [
     "ConfigurationError",
     "Connection",
@@ -54,14 +57,6 @@ __all__ = [
 ]
 
 APP_ROOT = Path(__file__).resolve().parent.parent
-
-
-class ConfigurationError(RuntimeError):
-    """An app setting is missing or malformed. The message names it."""
-
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"App setting '{setting}' {problem}")
-        self.setting = setting
 
 
 # --------------------------------------------------------------------------

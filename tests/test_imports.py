@@ -8,7 +8,7 @@ import sys
 
 from tests.conftest import APP_ROOT
 
-HEAVY = ("azure.identity", "azure.keyvault", "azure.servicebus", "azure.cosmos", "azure.storage", "azure.core", "aiohttp", "ijson", "opentelemetry")
+HEAVY = ("azure.identity", "azure.keyvault", "azure.servicebus", "azure.cosmos", "azure.storage", "azure.core", "aiohttp", "opentelemetry")
 FUNCTIONS = ("HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl")
 
 

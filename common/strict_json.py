@@ -1,0 +1,300 @@
+"""The app's one JSON reader and writer: strict in, strict out, bounded in depth and size.
+
+Every function that reads JSON from outside (an HTTP body, a Service Bus
+message, a blob's records) reads it here, so each rule holds everywhere::
+
+    from common.strict_json import JsonInputError, loads, dumps
+
+    try:
+        event = loads(body)                  # bytes or str
+    except JsonInputError as exc:
+        exc.reason, exc.detail, exc.position  # 'too_deep', '... nests deeper than 64 levels', 1024
+
+The rules, and why:
+
+- **UTF-8 only.** Bytes are decoded as UTF-8 (a leading byte order mark is
+  skipped); anything else is ``not_utf8`` with the offset of the bad byte.
+- **Depth before building.** Nesting past ``max_depth`` (default 64) is refused
+  by a scan of the raw text *before* the value is built, so a few hundred
+  kilobytes of ``[[[[...`` cannot take gigabytes or the interpreter's stack.
+- **Standard numbers only.** ``NaN``, ``Infinity`` and ``-Infinity`` are not
+  JSON (RFC 8259 section 6) and strict consumers reject them: ``non_standard``.
+  An integer longer than :data:`MAX_INTEGER_DIGITS` (Python's own limit for
+  converting text to ``int``) is ``number_too_long``. A number beyond a
+  double's range (``1e400``) is ``number_out_of_range``, unless the caller asks
+  for ``exact_numbers``, which keeps it as a :class:`decimal.Decimal`.
+- **Unpaired surrogates are kept exactly.** JSON may escape half of a UTF-16
+  pair (``"\\ud800"``); it is read as that code point, and :func:`dumps` writes
+  it back as the same escape, so a forwarded payload is not altered. Callers
+  that need real text (a Cosmos DB id, a greeting) check with
+  :func:`has_unpaired_surrogate`.
+
+:func:`dumps` writes UTF-8 (not ASCII escapes, which double the size of
+non-Latin text against a message size limit) and refuses non-finite numbers.
+:func:`iter_array_elements` splits a top-level JSON array into its elements'
+byte ranges without parsing them, for readers of large blobs.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import math
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from common.errors import InvalidInput
+
+__all__ = [
+    "ArrayElement",
+    "JsonInputError",
+    "MAX_DEPTH",
+    "MAX_INTEGER_DIGITS",
+    "dumps",
+    "exceeds_depth",
+    "has_unpaired_surrogate",
+    "iter_array_elements",
+    "line_and_column",
+    "loads",
+    "loads_array_element",
+]
+
+#: Deepest nesting accepted by default (objects and arrays together).
+MAX_DEPTH = 64
+#: Python's default limit on the digits of an int converted from text (sys.int_info.default_max_str_digits).
+MAX_INTEGER_DIGITS = 4300
+_UTF8_BOM = codecs.BOM_UTF8
+
+#: A complete string (escapes included), a lone quote (an unterminated string), or a structural byte.
+_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{},]', re.DOTALL)
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+_WHITESPACE = b" \t\r\n"
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_WHITESPACE = re.compile(rb"[^ \t\r\n]")
+
+
+class JsonInputError(InvalidInput):
+    """JSON that can never be accepted. ``reason`` is a stable code; ``position`` a byte offset where known.
+
+    Reasons: ``not_utf8``, ``not_json`` (syntax), ``too_deep``, ``non_standard`` (NaN, Infinity),
+    ``number_too_long``, ``number_out_of_range``.
+    """
+
+    def __init__(self, reason: str, detail: str, position: int | None = None) -> None:
+        super().__init__(detail, reason=reason)
+        self.position = position
+
+
+class _NumberRefused(Exception):
+    def __init__(self, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+def _parse_int(text: str) -> int:
+    digits = len(text) - (text[0] == "-")
+    if digits > MAX_INTEGER_DIGITS:
+        raise _NumberRefused("number_too_long", f"an integer of {digits} digits is longer than {MAX_INTEGER_DIGITS}")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NumberRefused("number_out_of_range", f"the number {text[:40]} is outside the range of a double")
+    return value
+
+
+def _parse_exact_float(text: str) -> float | Decimal:
+    value = float(text)
+    return Decimal(text) if math.isinf(value) else value
+
+
+def _parse_constant(name: str) -> Any:
+    raise _NumberRefused("non_standard", f"{name} is not a JSON number (strict JSON has no NaN or Infinity)")
+
+
+_STRICT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
+_EXACT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_exact_float, parse_constant=_parse_constant)
+
+
+def exceeds_depth(data: bytes, limit: int) -> int | None:
+    """The byte offset where nesting first goes past ``limit``, or None. Builds nothing."""
+    if data.count(b"[") + data.count(b"{") <= limit:
+        return None  # too few brackets to go that deep: no scan needed
+    depth = 0
+    for match in _TOKEN.finditer(data):
+        byte = data[match.start()]
+        if byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return match.start()
+        elif byte in _CLOSERS:
+            depth -= 1
+    return None
+
+
+def _decode(data: bytes | str) -> str:
+    if isinstance(data, str):
+        return data
+    body = data[len(_UTF8_BOM):] if data[:3] == _UTF8_BOM else data
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        offset = exc.start + (len(data) - len(body))
+        raise JsonInputError("not_utf8", f"is not UTF-8 (invalid byte at position {offset})", offset) from None
+
+
+def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, exact_numbers: bool = False) -> Any:
+    """The JSON value of ``data`` under the module's rules, or :class:`JsonInputError` saying why not.
+
+    ``max_depth=None`` skips the depth scan (for a caller that has already measured it).
+    Messages read as the continuation of a subject: ``f"body {exc.detail}"``.
+    """
+    if max_depth is not None:
+        raw = data if isinstance(data, bytes) else data.encode("utf-8", "surrogatepass")
+        where = exceeds_depth(raw, max_depth)
+        if where is not None:
+            raise JsonInputError("too_deep", f"nests deeper than {max_depth} levels (at byte {where})", where)
+    text = _decode(data)
+    decoder = _EXACT if exact_numbers else _STRICT
+    try:
+        return decoder.decode(text)
+    except json.JSONDecodeError as exc:
+        position = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
+        raise JsonInputError("not_json", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
+                             position) from None
+    except _NumberRefused as exc:
+        raise JsonInputError(exc.reason, f"is not accepted: {exc.detail}") from None
+    except RecursionError:  # only reachable with max_depth=None on a value deeper than the interpreter's stack
+        raise JsonInputError("too_deep", "nests too deeply") from None
+
+
+def has_unpaired_surrogate(text: str) -> bool:
+    """True when ``text`` holds half of a UTF-16 pair, which no UTF-8 encoder (Cosmos DB's included) accepts."""
+    return _SURROGATE.search(text) is not None
+
+
+def dumps(value: Any) -> bytes:
+    """Compact strict JSON as UTF-8. Non-finite numbers raise ValueError; unpaired surrogates
+    are written as their ``\\uXXXX`` escapes, so what :func:`loads` read comes back unchanged."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    if has_unpaired_surrogate(text):
+        text = _SURROGATE.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text.encode("utf-8")
+
+
+def line_and_column(data: bytes, position: int) -> tuple[int, int]:
+    """1-based line and character column of a byte offset, in bounded memory (no copy of the text)."""
+    line = data.count(b"\n", 0, position) + 1
+    line_start = data.rfind(b"\n", 0, position) + 1
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    column = 1
+    for offset in range(line_start, position, 1 << 20):
+        column += len(decoder.decode(data[offset:min(position, offset + (1 << 20))]))
+    return line, column
+
+
+@dataclass(frozen=True)
+class ArrayElement:
+    """One element of a top-level JSON array: its index, byte range and nesting depth (0 for a scalar,
+    1 for an object of scalars, as :func:`exceeds_depth` counts)."""
+
+    index: int
+    start: int
+    end: int
+    depth: int
+
+
+def _syntax_error(data: bytes, position: int, message: str) -> JsonInputError:
+    line, column = line_and_column(data, position)
+    return JsonInputError("not_json", f"is not valid JSON: {message} at line {line} column {column}", position)
+
+
+def _element(data: bytes, index: int, start: int, end: int, depth: int) -> ArrayElement | None:
+    """The element between two separators, trimmed; None for the empty space of ``[]``."""
+    while start < end and data[start] in _WHITESPACE:
+        start += 1
+    while end > start and data[end - 1] in _WHITESPACE:
+        end -= 1
+    return ArrayElement(index, start, end, depth) if end > start else None
+
+
+def iter_array_elements(data: bytes, offset: int = 0) -> Iterator[ArrayElement]:
+    """Split the JSON array that starts at ``offset`` into elements, without parsing them.
+
+    Structural errors (an unterminated string, an unbalanced bracket, a missing element,
+    text after the array) raise :class:`JsonInputError` with the byte position. An element's
+    own syntax is checked by :func:`loads` on its range. Strings are matched whole, so a
+    bracket inside a string never counts.
+    """
+    depth = 0
+    index = 0
+    start = offset
+    deepest = 0
+    closed_at: int | None = None
+    for match in _TOKEN.finditer(data, offset):
+        position = match.start()
+        if closed_at is not None:
+            raise _syntax_error(data, position, "Extra data")
+        byte = data[position]
+        if byte == 0x22:  # '"'
+            if match.end() - position == 1:
+                raise _syntax_error(data, position, "Unterminated string starting")
+            continue
+        if byte in _OPENERS:
+            depth += 1
+            if depth == 1:
+                if byte != 0x5B:
+                    raise _syntax_error(data, position, "Expecting '['")
+                start = match.end()
+            deepest = max(deepest, depth)
+            continue
+        if byte in _CLOSERS:
+            if depth == 1:
+                if byte != 0x5D:
+                    raise _syntax_error(data, position, "Expecting ',' delimiter")
+                element = _element(data, index, start, position, deepest - 1)
+                if element is None and index > 0:
+                    raise _syntax_error(data, position, "Expecting value")
+                if element is not None:
+                    yield element
+                closed_at = match.end()
+            elif depth == 0:
+                raise _syntax_error(data, position, "Expecting value")
+            depth -= 1
+            continue
+        if depth == 1:  # ','
+            element = _element(data, index, start, position, deepest - 1)
+            if element is None:
+                raise _syntax_error(data, position, "Expecting value")
+            yield element
+            index += 1
+            start = match.end()
+            deepest = 1
+    if closed_at is None:
+        raise _syntax_error(data, len(data), "Expecting ',' delimiter" if depth == 1 else "Unexpected end of data")
+    extra = _NOT_WHITESPACE.search(data, closed_at)
+    if extra is not None:
+        raise _syntax_error(data, extra.start(), "Extra data")
+
+
+def loads_array_element(data: bytes, element: ArrayElement, *, exact_numbers: bool = False) -> Any:
+    """:func:`loads` of one element of :func:`iter_array_elements`, with positions in the whole array.
+
+    Its depth is already known, so it is not scanned again. Two values in one element mean a
+    comma is missing between them, and say so, as a parse of the whole array would.
+    """
+    try:
+        return loads(data[element.start:element.end], max_depth=None, exact_numbers=exact_numbers)
+    except JsonInputError as exc:
+        if exc.reason != "not_json" or exc.position is None:
+            raise
+        position = element.start + exc.position
+        message = str(exc).removeprefix("is not valid JSON: ").split(" at line ")[0]
+        raise _syntax_error(data, position, "Expecting ',' delimiter" if message == "Extra data" else message) from None

@@ -8,13 +8,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import os
+
 import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 if str(APP_ROOT) not in sys.path:
     sys.path.insert(0, str(APP_ROOT))
 
 from common import cosmos, loop_cache, secrets, settings, telemetry  # noqa: E402
+
+# Property-based tests: a quick profile inside `make test` (the whole suite of them well under a
+# minute on two cores), and a deeper one on demand: HYPOTHESIS_PROFILE=deep make test.
+_PROPERTY_CHECKS = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+hypothesis_settings.register_profile("default", max_examples=60, deadline=None, derandomize=True,
+                                     suppress_health_check=_PROPERTY_CHECKS)
+hypothesis_settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=_PROPERTY_CHECKS)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 #: Every app setting the app reads; cleared before each test so the machine's environment cannot leak in.
 APP_SETTINGS = (

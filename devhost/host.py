@@ -267,21 +267,14 @@ class DevHost:
         return True, ""
 
     async def _receive(self, spec: FunctionSpec) -> None:
-        from azure.servicebus.aio import ServiceBusClient
-
-        from common import settings
+        from common import clients
 
         connection = str(spec.trigger.raw.get("connection") or "ServiceBusConnection")
         queue = resolve(str(spec.trigger.raw.get("queueName", "")))
-        conn = settings.service_bus_connection(connection)
-        if conn.connection_string:
-            client = ServiceBusClient.from_connection_string(conn.connection_string)
-        else:
-            from common.credential import get_credential
-
-            client = ServiceBusClient(str(conn.endpoint), credential=get_credential())
+        # The app's own cached client for this connection (closed by clients.close_all() in run()).
+        client = clients.service_bus_client(connection)
         say(f"{spec.name}: receiving from queue '{queue}'")
-        async with client, client.get_queue_receiver(queue) as receiver:
+        async with client.get_queue_receiver(queue) as receiver:
             while True:
                 for message in await receiver.receive_messages(max_message_count=16, max_wait_time=5):
                     trigger = self.runtime.service_bus(

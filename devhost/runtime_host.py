@@ -22,7 +22,7 @@ Typical use (pytest-asyncio)::
                                query={"name": "Ada"}))
         status, headers, body = http_response(resp)
 
-Facts this relies on (see shared/RUNTIME-NOTES.md):
+Facts this relies on:
 
 * The library keeps everything process-global (function registry, the
   ``__app__`` namespace, ``sys.modules``): one app per process. ``start()``
@@ -30,11 +30,11 @@ Facts this relies on (see shared/RUNTIME-NOTES.md):
   another folder instead of silently running the old code.
 * ``function_environment_reload_request`` is never called (it clears
   ``os.environ``).
-* The generated protos ship as a top-level ``tests/protos`` folder in the
-  wheel. ``tests.protos`` is never imported (it would clash with the project's
-  own ``tests`` package, and its ``__init__`` needs grpcio); the ``*_pb2``
-  modules are loaded by path under a private package name instead. That
-  folder is not a documented API, hence the version pin below.
+* The library's request handlers take the generated protobuf classes from
+  the caller (``properties["protos"]``); the wheel ships them only as a
+  top-level ``tests/protos`` folder. :func:`load_protos` loads them from there
+  by path, checked against ``azure-functions-runtime-v1``
+  ``EXPECTED_RUNTIME_VERSION`` (1.2.0); see its docstring.
 """
 
 from __future__ import annotations
@@ -56,9 +56,9 @@ from typing import Any, NamedTuple
 __all__ = [
     "EXPECTED_RUNTIME_VERSION",
     "BindingSpec",
+    "FunctionInvocationError",
     "FunctionLoadError",
     "FunctionSpec",
-    "InvocationFailed",
     "RuntimeHost",
     "RuntimeHostError",
     "Trigger",
@@ -66,8 +66,10 @@ __all__ = [
     "load_protos",
 ]
 
-#: The runtime library version these helpers were verified against. The
-#: protos folder they load by path is not a documented API of the wheel.
+#: The ``azure-functions-runtime-v1`` version these helpers were checked
+#: against: its wheel's ``tests/protos`` folder (loaded by path in
+#: :func:`load_protos`) is not a documented API, so another version is refused
+#: until it has been checked again. requirements-dev.txt pins the same version.
 EXPECTED_RUNTIME_VERSION = "1.2.0"
 
 _RUNTIME_DIST = "azure-functions-runtime-v1"
@@ -94,8 +96,13 @@ class Trigger(NamedTuple):
 # --------------------------------------------------------------------------
 
 
-class RuntimeHostError(AssertionError):
-    """Base class: an AssertionError, so pytest reports it as a test failure."""
+class RuntimeHostError(RuntimeError):
+    """Base class of this development tool's errors (contract tests and the dev host).
+
+    A ``RuntimeError``: it says the tool could not load or run the app, which
+    is not a failed test assertion (pytest still reports it, with its message,
+    when it escapes a test).
+    """
 
 
 class FunctionLoadError(RuntimeHostError):
@@ -111,8 +118,12 @@ class FunctionLoadError(RuntimeHostError):
         super().__init__("function load failed:\n  " + "\n  ".join(lines))
 
 
-class InvocationFailed(RuntimeHostError):
-    """An invocation came back with ``StatusResult.Failure``."""
+class FunctionInvocationError(RuntimeHostError):
+    """An invocation came back with ``StatusResult.Failure`` (raised by ``invoke(check=True)``).
+
+    Not :class:`common.logs.InvocationFailed`, the app's own masked failure:
+    this one carries what the runtime reported, ``message`` and ``stack_trace``.
+    """
 
     def __init__(self, function_name: str, response: InvocationResponse) -> None:
         self.function_name = function_name
@@ -131,16 +142,17 @@ class InvocationFailed(RuntimeHostError):
 
 
 def _protos_dir() -> Path:
+    """The wheel's ``tests/protos`` folder, only for ``EXPECTED_RUNTIME_VERSION``."""
     dist = importlib.metadata.distribution(_RUNTIME_DIST)
     if dist.version != EXPECTED_RUNTIME_VERSION:
-        raise RuntimeError(
+        raise RuntimeHostError(
             f"{_RUNTIME_DIST} {dist.version} is installed; runtime_host was "
             f"verified with {EXPECTED_RUNTIME_VERSION} and loads its "
             "undocumented tests/protos folder. Re-verify, then update "
             "EXPECTED_RUNTIME_VERSION.")
     folder = Path(str(dist.locate_file("tests/protos")))
     if not (folder / "FunctionRpc_pb2.py").is_file():
-        raise RuntimeError(
+        raise RuntimeHostError(
             f"{_RUNTIME_DIST} {dist.version} has no tests/protos/"
             f"FunctionRpc_pb2.py under {folder.parent.parent}")
     return folder
@@ -149,12 +161,27 @@ def _protos_dir() -> Path:
 def load_protos() -> types.ModuleType:
     """Return the runtime's generated protos as one namespace (cached).
 
-    The module is registered as ``_runtime_host_rpc_protos`` (a package whose
-    ``__path__`` is the wheel's ``tests/protos`` folder, so its relative
-    imports of ``identity`` and ``shared`` work) and carries every public name
-    of ``FunctionRpc_pb2`` and ``shared/NullableTypes_pb2``: ``StreamingMessage``,
-    ``TypedData``, ``RpcHttp``, ``NullableString`` and so on. That folder's
-    ``__init__`` is skipped, so grpcio is not needed.
+    Why: the library's handlers (``worker_init_request``,
+    ``function_load_request``, ``invocation_request``) build and read
+    protobuf messages with the classes the caller passes in
+    ``properties["protos"]``; in Azure the proxy worker passes its own. The
+    library exposes no import path for them: ``azure-functions-runtime-v1``
+    ships the generated modules only as a top-level ``tests/protos`` folder.
+
+    How: ``tests.protos`` is never imported, because it would clash with this
+    project's own ``tests`` package and its ``__init__`` imports the
+    ``*_pb2_grpc`` modules, which need grpcio. Instead an empty package named
+    ``_runtime_host_rpc_protos`` is registered with ``__path__`` set to that
+    folder (so the relative imports of ``identity`` and ``shared`` inside
+    ``FunctionRpc_pb2`` work), and ``FunctionRpc_pb2`` and
+    ``shared/NullableTypes_pb2`` are imported under it. Every public name of
+    both is copied onto the package: ``StreamingMessage``, ``TypedData``,
+    ``RpcHttp``, ``NullableString`` and so on.
+
+    Checked against ``azure-functions-runtime-v1`` ``EXPECTED_RUNTIME_VERSION``
+    (1.2.0). The folder is not a documented API, so :func:`_protos_dir`
+    refuses any other installed version with :class:`RuntimeHostError` until
+    it has been checked again and the constant updated.
     """
     cached = sys.modules.get(_PROTOS_MODULE)
     if cached is not None and hasattr(cached, "StreamingMessage"):
@@ -375,7 +402,7 @@ class RuntimeHost:
         """Send one ``InvocationRequest`` and return the ``InvocationResponse``.
 
         With ``check`` (the default) a ``Failure`` status raises
-        :class:`InvocationFailed` carrying the runtime's exception message.
+        :class:`FunctionInvocationError` carrying the runtime's exception message.
         """
         import azure_functions_runtime_v1 as runtime
 
@@ -390,7 +417,7 @@ class RuntimeHost:
             trigger_metadata=dict(trigger_metadata or {}))
         resp = await runtime.invocation_request(self._wrap(invocation_request=request))
         if check and resp.result.status != protos.StatusResult.Success:
-            raise InvocationFailed(function_name, resp)
+            raise FunctionInvocationError(function_name, resp)
         return resp
 
     def succeeded(self, response: InvocationResponse) -> bool:

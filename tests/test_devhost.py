@@ -1,15 +1,19 @@
-"""The development host's own logic: NCRONTAB schedules, local settings, binding expressions."""
+"""The development host's own logic: NCRONTAB schedules, local settings, binding expressions, clients."""
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from devhost.host import DevHostError, load_local_settings, resolve
+from devhost.host import DevHost, DevHostError, load_local_settings, resolve
 from devhost.ncrontab import Schedule, ScheduleError
+from devhost.runtime_host import FunctionInvocationError, FunctionSpec, RuntimeHostError
+from tests.conftest import APP_ROOT
 
 T0 = datetime(2026, 11, 27, 10, 15, 30, tzinfo=UTC)  # a Friday
 
@@ -23,14 +27,25 @@ T0 = datetime(2026, 11, 27, 10, 15, 30, tzinfo=UTC)  # a Friday
     ("0 0 0 1 1 *", datetime(2027, 1, 1, 0, 0, 0, tzinfo=UTC)),
     ("0 0 12 * * sun", datetime(2026, 11, 29, 12, 0, 0, tzinfo=UTC)),
     ("0 0 0 29 2 *", datetime(2028, 2, 29, 0, 0, 0, tzinfo=UTC)),
+    ("5/20 * * * * *", datetime(2026, 11, 27, 10, 15, 45, tzinfo=UTC)),  # a/n: from a to the end, every n
+    ("0 0 0 * jan-mar mon-fri", datetime(2027, 1, 1, 0, 0, 0, tzinfo=UTC)),
+    ("0 0 0 13 * fri", datetime(2027, 8, 13, 0, 0, 0, tzinfo=UTC)),      # both day fields: AND, as NCrontab
 ])
 def test_next_fire_time(expression: str, expected: datetime) -> None:
     assert Schedule.parse(expression).next_after(T0) == expected
 
 
-@pytest.mark.parametrize("expression", ["0 0 2 * *", "61 * * * * *", "* * * * 13 *", "*/0 * * * * *", "a b c d e f"])
-def test_bad_schedules_are_refused(expression: str) -> None:
-    with pytest.raises(ScheduleError):
+def test_sub_second_instants_fire_on_the_next_whole_second() -> None:
+    assert Schedule.parse("* * * * * *").next_after(T0.replace(microsecond=500_000)) == T0.replace(second=31)
+
+
+@pytest.mark.parametrize("expression", [
+    "0 0 2 * *", "0 0 2 * * * 2027", "@daily", "61 * * * * *", "* * * * 13 *", "*/0 * * * * *", "a b c d e f",
+    "0 0 0 L * *", "0 0 0 * * 5#2", "0 0 0 ? * *", "H * * * * *",  # croniter extensions NCrontab refuses
+    "0 0 0 30 2 *",  # never fires
+])
+def test_bad_schedules_are_refused_with_the_expression_named(expression: str) -> None:
+    with pytest.raises(ScheduleError, match=re.escape(repr(expression))):
         Schedule.parse(expression)
 
 
@@ -61,3 +76,46 @@ def test_binding_expressions_are_resolved_from_settings(monkeypatch: pytest.Monk
     monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
     with pytest.raises(DevHostError, match="NOT_SET_ANYWHERE"):
         resolve("%NOT_SET_ANYWHERE%")
+
+
+async def test_service_bus_trigger_receives_through_the_apps_client_factory(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The dev host's receiver comes from common.clients.service_bus_client, not a client of its own."""
+    from common import clients
+
+    calls: list[tuple[str, str]] = []
+
+    class Stop(Exception):
+        pass
+
+    class Receiver:
+        async def __aenter__(self) -> Receiver:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            calls.append(("closed", "receiver"))
+
+        async def receive_messages(self, **kwargs: Any) -> list[Any]:
+            raise Stop
+
+    class Client:
+        def get_queue_receiver(self, queue: str) -> Receiver:
+            calls.append(("receiver", queue))
+            return Receiver()
+
+    def factory(connection: str = "ServiceBusConnection") -> Client:
+        calls.append(("client", connection))
+        return Client()
+
+    monkeypatch.setattr(clients, "service_bus_client", factory)
+    monkeypatch.setenv("INPUT_QUEUE_NAME", "orders-in")
+    host = DevHost(APP_ROOT)
+    with pytest.raises(Stop):
+        await host._receive(FunctionSpec.read(APP_ROOT / "QueueProcessor"))
+    assert calls == [("client", "ServiceBusConnection"), ("receiver", "orders-in"), ("closed", "receiver")]
+
+
+def test_runtime_host_errors_are_runtime_errors_not_assertions(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeHostError, match="has no host.json") as info:
+        DevHost(tmp_path)
+    assert isinstance(info.value, RuntimeError) and not isinstance(info.value, AssertionError)
+    assert issubclass(FunctionInvocationError, RuntimeHostError)

@@ -4,6 +4,12 @@ Idempotent by construction: items are upserted by their record id, and the
 summary's name derives from the source blob's name, so a re-run (blob
 triggers can fire more than once) rewrites the same items and summary.
 
+Records that share an item key (id and partition key) within one blob: the
+last one in blob order is the one that stays (as upserts in order would
+leave it), ``written`` counts the items that landed, and every earlier one is
+counted as ``superseded`` and named, with the index of the record that
+replaced it. So ``totalRecords == written + invalid + superseded``.
+
 Memory stays near one copy of the blob: records are parsed incrementally and
 handled ``batch_size`` at a time; the transformed list is never built.
 """
@@ -11,6 +17,7 @@ handled ``batch_size`` at a time; the transformed list is never built.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import time
 from collections.abc import Callable, Coroutine, Iterator
@@ -22,7 +29,8 @@ from typing import TYPE_CHECKING, Any, Literal
 from common import telemetry
 from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.logs import InvocationLog, describe_error
-from common.retry import RetryPolicy, retry_async
+from common.errors import ConfigurationError, InvalidInput
+from common.retry import RetryPolicy, cosmos_write_policy, retry_async, summary_upload_policy
 from common.settings import EtlSettings
 
 from .records import (
@@ -59,7 +67,9 @@ class EtlSummary:
     total_records: int = 0
     written: int = 0
     invalid: int = 0
+    superseded: int = 0
     errors: list[dict[str, Any]] = field(default_factory=list)
+    superseded_records: list[dict[str, Any]] = field(default_factory=list)
     types: set[str] = field(default_factory=set)
     sources: set[str] = field(default_factory=set)
     values_truncated: bool = False
@@ -76,6 +86,12 @@ class EtlSummary:
                 entry["line"] = line
             self.errors.append(entry)
 
+    def add_superseded(self, index: int, record_id: str, by_index: int) -> None:
+        """Record ``index`` landed, then record ``by_index`` of the same blob replaced it."""
+        self.superseded += 1
+        if len(self.superseded_records) < MAX_ERRORS_REPORTED:
+            self.superseded_records.append({"index": index, "id": record_id[:MAX_ECHOED_ID], "supersededBy": by_index})
+
     def note_values(self, record_type: str, source: str) -> None:
         for values, value in ((self.types, record_type), (self.sources, source)):
             if value not in values:
@@ -91,7 +107,9 @@ class EtlSummary:
             "totalRecords": self.total_records,
             "written": self.written,
             "invalid": self.invalid,
+            "superseded": self.superseded,
             "errors": self.errors,
+            "supersededRecords": self.superseded_records,
             "types": sorted(self.types),
             "sources": sorted(self.sources),
             "startedAt": self.started_at,
@@ -103,6 +121,8 @@ class EtlSummary:
             document["error"] = self.error
         if self.invalid > MAX_ERRORS_REPORTED:
             document["errorsTruncated"] = True
+        if self.superseded > MAX_ERRORS_REPORTED:
+            document["supersededTruncated"] = True
         return document
 
 
@@ -116,7 +136,7 @@ class BlobRef:
         """``"<container>/<name>"`` as the blob trigger reports it."""
         container, _, name = path.strip("/").partition("/")
         if not container or not name:
-            raise ValueError(f"blob path {path!r} is not '<container>/<name>'")
+            raise InvalidInput(f"blob path {path!r} is not '<container>/<name>'", reason="bad_blob_path")
         return cls(container, name)
 
     def __str__(self) -> str:
@@ -146,13 +166,27 @@ def _batched(records: Iterator[RawRecord], size: int) -> Iterator[list[RawRecord
         yield batch
 
 
-def _waves(items: list[tuple[RawRecord, dict[str, Any], Any]]) -> list[list[tuple[RawRecord, dict[str, Any], Any]]]:
+#: A record ready to write: the raw record, its item, and the item's key (id and partition key value).
+Ready = tuple[RawRecord, dict[str, Any], int]
+
+
+def item_key(item_id: str, partition_value: Any) -> int:
+    """A 128-bit digest of the item's identity in the container (id and partition key value).
+
+    Kept per blob to tell a superseded record from a new one: 16 bytes of digest instead of the
+    id itself (up to 255 characters), with a collision chance near 2**-128 per pair.
+    """
+    text = json.dumps([item_id, partition_value], default=str, ensure_ascii=False)
+    return int.from_bytes(hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).digest())
+
+
+def _waves(items: list[Ready]) -> list[list[Ready]]:
     """Split a batch so that no wave holds one item key twice; waves run in order, so the
     record that comes last in the blob is the one that stays."""
-    waves: list[list[tuple[RawRecord, dict[str, Any], Any]]] = []
-    seen: dict[str, int] = {}
+    waves: list[list[Ready]] = []
+    seen: dict[int, int] = {}
     for entry in items:
-        key = json.dumps([entry[1]["id"], entry[2]], default=str)
+        key = entry[2]
         wave = seen.get(key, -1) + 1
         seen[key] = wave
         if wave == len(waves):
@@ -170,11 +204,13 @@ class EtlRun:
         self.container = container
         self.log = log
         self.summary = EtlSummary(source_blob=str(source), started_at=utc_timestamp(now()))
-        self.policy = RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=15.0, total_budget=cfg.write_budget_seconds)
+        self.policy = cosmos_write_policy(cfg.write_budget_seconds)
         self._semaphore = asyncio.Semaphore(cfg.write_concurrency)
         self.charge = RequestCharge()
+        #: Item key -> index of the record whose write landed last under that key, in this blob.
+        self._landed: dict[int, int] = {}
 
-    async def _upsert(self, record: RawRecord, item: dict[str, Any]) -> None:
+    async def _upsert(self, record: RawRecord, item: dict[str, Any], key: int) -> None:
         from azure.cosmos.exceptions import CosmosHttpResponseError
 
         async with self._semaphore:
@@ -191,10 +227,15 @@ class EtlRun:
                                            record.line)
                     return
                 raise
-        self.summary.written += 1
+        earlier = self._landed.get(key)
+        self._landed[key] = record.index
+        if earlier is None:
+            self.summary.written += 1
+        else:  # waves keep blob order per key, so the earlier record's write finished first
+            self.summary.add_superseded(earlier, item["id"], record.index)
 
     async def write_batch(self, batch: list[RawRecord], key: PartitionKeyPath, timestamp: str) -> None:
-        ready: list[tuple[RawRecord, dict[str, Any], Any]] = []
+        ready: list[Ready] = []
         for record in batch:
             self.summary.total_records += 1
             if record.error is not None:
@@ -209,9 +250,9 @@ class EtlRun:
                 self.summary.add_error(record.index, candidate_id, str(exc), record.line)
                 continue
             self.summary.note_values(item["metadata"]["type"], item["metadata"]["source"])
-            ready.append((record, item, partition_value))
+            ready.append((record, item, item_key(item["id"], partition_value)))
         for wave in _waves(ready):
-            await _all_or_cancel([self._upsert(record, item) for record, item, _ in wave])
+            await _all_or_cancel([self._upsert(record, item, key) for record, item, key in wave])
 
 
 async def run_etl(
@@ -244,9 +285,10 @@ async def run_etl(
 
     key = await partition_key_of(container)
     if not _key_resolves(key):
-        raise ValueError(
-            f"container partition key {list(key.paths)} is not a path of BlobEtl items "
-            "(use /id, /metadata/source, /metadata/type or /sourceBlob)"
+        raise ConfigurationError(
+            "COSMOS_CONTAINER",
+            f"names a container whose partition key {list(key.paths)} is not a path of BlobEtl items "
+            "(use /id, /metadata/source, /metadata/type or /sourceBlob)",
         )
     timestamp = summary.started_at
     for number, batch in enumerate(_batched(iter_records(data, fmt), cfg.batch_size)):
@@ -309,6 +351,12 @@ async def process_blob(
     """The whole pattern for one blob: ETL into Cosmos DB, then the summary blob, then one log line.
 
     Clients default to ``common.clients``' shared ones.
+
+    Errors (:mod:`common.errors`): a blob or record that can never be read is not raised but
+    named in the summary (``failed`` or ``partial``), and the invocation completes. Raises
+    :class:`~common.errors.ConfigurationError` for a container whose partition key BlobEtl
+    cannot fill, and lets a write that stays failing past its retry budget (an SDK error)
+    propagate, so the platform retries the blob; a retry rewrites the same items.
     """
     from common import clients
 
@@ -322,14 +370,15 @@ async def process_blob(
                   durationMs=round((time.perf_counter() - started) * 1000, 3))
         raise
     summary_path = await write_summary(blob_service, cfg.summary_container, BlobRef.parse(source_blob), summary,
-                                       RetryPolicy(max_attempts=5, total_budget=cfg.write_budget_seconds))
+                                       summary_upload_policy(cfg.write_budget_seconds))
     elapsed = time.perf_counter() - started
     telemetry.count("app.etl.records", summary.written, outcome="written")
     telemetry.count("app.etl.records", summary.invalid, outcome="invalid")
     telemetry.record_duration("app.etl.duration", elapsed, status=summary.status)
     level = log.info if summary.status == "succeeded" else log.warning
     level("etl.completed", status=summary.status, bytes=len(data), totalRecords=summary.total_records,
-          written=summary.written, invalid=summary.invalid, error=summary.error, summaryBlob=summary_path,
+          written=summary.written, invalid=summary.invalid, superseded=summary.superseded, error=summary.error,
+          summaryBlob=summary_path,
           requestCharge=round(summary.request_charge, 2), durationMs=round(elapsed * 1000, 3),
           recordsPerSecond=round(summary.written / elapsed, 1) if elapsed > 0 else None)
     return summary

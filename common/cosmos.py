@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from common.errors import ConfigurationError
+
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
 
@@ -34,10 +36,10 @@ class PartitionKeyPath:
         definition = properties.get("partitionKey") or {}
         paths = tuple(definition.get("paths") or ())
         if not paths:
-            raise ValueError(f"container '{properties.get('id')}' reports no partition key paths")
+            raise ConfigurationError("COSMOS_CONTAINER", f"names container '{properties.get('id')}', which reports no partition key paths")
         for path in paths:
             if not path.startswith("/") or path == "/":
-                raise ValueError(f"unsupported partition key path {path!r}")
+                raise ConfigurationError("COSMOS_CONTAINER", f"names a container with an unsupported partition key path {path!r}")
         return cls(paths=paths, hierarchical=definition.get("kind") == "MultiHash" or len(paths) > 1)
 
     @staticmethod

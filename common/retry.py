@@ -26,7 +26,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
-__all__ = ["RetryPolicy", "is_transient", "retry_after_seconds", "retry_async"]
+__all__ = [
+    "RetryPolicy",
+    "cosmos_delete_policy",
+    "cosmos_write_policy",
+    "is_transient",
+    "queue_send_policy",
+    "retry_after_seconds",
+    "retry_async",
+    "summary_upload_policy",
+]
 
 T = TypeVar("T")
 
@@ -54,6 +63,36 @@ class RetryPolicy:
     def backoff_ceiling(self, attempt: int) -> float:
         """Upper bound of the wait after failed attempt number ``attempt`` (1-based)."""
         return min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
+
+
+# The app's retry policies, one per thing they protect. Budgets come from app settings
+# (through the callers); the shapes (attempts, backoff) are decided here and nowhere else.
+
+def cosmos_write_policy(budget_seconds: float) -> RetryPolicy:
+    """One BlobEtl upsert, after the SDK's own retries of 429: a longer backoff lets a throttled
+    container recover. Budget: ``ETL_WRITE_BUDGET_SECONDS``."""
+    return RetryPolicy(max_attempts=6, base_delay=1.0, max_delay=15.0, total_budget=budget_seconds)
+
+
+def summary_upload_policy(budget_seconds: float) -> RetryPolicy:
+    """BlobEtl's summary blob upload. Budget: ``ETL_WRITE_BUDGET_SECONDS``."""
+    return RetryPolicy(max_attempts=5, total_budget=budget_seconds)
+
+
+def queue_send_policy(max_attempts: int, budget_seconds: float) -> RetryPolicy:
+    """One Service Bus send (forward or set aside), well inside the message lock.
+
+    A send that hangs (a half-open link) is abandoned after a third of the budget and retried
+    on a new link, so one stuck connection cannot use up the whole budget. Settings:
+    ``QUEUE_SEND_MAX_ATTEMPTS``, ``QUEUE_SEND_BUDGET_SECONDS``.
+    """
+    return RetryPolicy(max_attempts=max_attempts, total_budget=budget_seconds, base_delay=0.5, max_delay=5.0,
+                       attempt_timeout=budget_seconds / 3)
+
+
+def cosmos_delete_policy(budget_seconds: float) -> RetryPolicy:
+    """One CleanupTimer delete, within what is left of the run's time budget."""
+    return RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0, total_budget=max(1.0, budget_seconds))
 
 
 def _status_code(exc: BaseException) -> int | None:

@@ -6,6 +6,8 @@ from typing import Any
 
 import pytest
 
+from common.errors import ConfigurationError, InvalidInput
+
 import BlobEtl
 from BlobEtl import records
 from BlobEtl.etl import BlobRef, process_blob, run_etl, summary_blob_name
@@ -130,7 +132,7 @@ def test_huge_data_is_invalid_not_a_failed_write() -> None:
 
 def test_summary_name_derives_from_the_source_name() -> None:
     assert summary_blob_name(BlobRef.parse("incoming/2026/11/batch.json")) == "2026/11/batch.json.summary.json"
-    with pytest.raises(ValueError):
+    with pytest.raises(InvalidInput):
         BlobRef.parse("no-container")
 
 
@@ -165,7 +167,9 @@ async def test_rerun_rewrites_the_same_items() -> None:
 async def test_duplicate_ids_in_one_blob_last_one_wins() -> None:
     data = as_json([record(1, data="first"), record(2), record(1, data="second"), record(1, data="third")])
     summary, container = await etl(data)
-    assert summary.written == 4 and summary.invalid == 0
+    # Issue 14: "written" counts what landed (2 items); the overwritten records are counted and named.
+    assert summary.written == 2 and summary.superseded == 2 and summary.invalid == 0
+    assert summary.to_document()["supersededRecords"][0] == {"index": 0, "id": "r-1", "supersededBy": 2}
     assert container.items[("r-1", json.dumps("r-1"))]["processedData"] == "THIRD"
 
 
@@ -180,7 +184,7 @@ async def test_partition_key_is_read_from_the_container() -> None:
 
 
 async def test_unsupported_partition_key_path_fails_clearly() -> None:
-    with pytest.raises(ValueError, match="/tenant"):
+    with pytest.raises(ConfigurationError, match="COSMOS_CONTAINER' names a container whose partition key \\['/tenant'\\]"):
         await etl(as_json([record(1)]), container=FakeContainer(("/tenant",)))
 
 
@@ -340,7 +344,10 @@ async def test_duplicate_ids_last_one_wins_even_when_writes_finish_out_of_order(
     container.out_of_order = True  # earlier calls take longer than later ones
     data = as_json([record(1, data="first"), record(2), record(1, data="second"), record(1, data="third")])
     summary, container = await etl(data, container=container)
-    assert summary.written == 4
+    # What landed: two items. The two earlier r-1 records were overwritten, and are named.
+    assert (summary.total_records, summary.written, summary.superseded, summary.invalid) == (4, 2, 2, 0)
+    assert summary.superseded_records == [{"index": 0, "id": "r-1", "supersededBy": 2},
+                                          {"index": 2, "id": "r-1", "supersededBy": 3}]
     assert container.items[("r-1", json.dumps("r-1"))]["processedData"] == "THIRD"
 
 
@@ -359,3 +366,77 @@ async def test_unpaired_surrogate_in_a_json_array_is_refused_not_altered() -> No
     assert (summary.written, summary.invalid) == (1, 1)
     assert "surrogate" in summary.errors[0]["reason"]
     assert container.items[("smile", json.dumps("smile"))]["processedData"] == "\U0001F600"
+
+
+# ---- issue 14: adversarial blobs (defect classes 1-4) ----
+
+@pytest.mark.parametrize("number", [b"9" * 5000, b"-" + b"1" * 4301])
+async def test_an_integer_past_the_digit_limit_in_a_json_array_refuses_only_its_record(number: bytes) -> None:
+    data = (b'[' + json.dumps(record(1)).encode() + b', {"id": "big", "data": "d", "source": "s", "type": "t", "n": '
+            + number + b'}, ' + json.dumps(record(3)).encode() + b']')
+    summary, container = await etl(data)
+    assert (summary.status, summary.written, summary.invalid) == ("partial", 2, 1)
+    assert summary.errors[0]["index"] == 1 and "longer than 4300" in summary.errors[0]["reason"]
+    assert {key[0] for key in container.items} == {"r-1", "r-3"}
+
+
+@pytest.mark.parametrize("constant", [b"NaN", b"Infinity", b"-Infinity"])
+async def test_non_standard_constants_refuse_only_their_record(constant: bytes) -> None:
+    data = b'[{"id": "x", "data": "d", "source": "s", "type": "t", "v": ' + constant + b"}, " + json.dumps(record(2)).encode() + b"]"
+    summary, _ = await etl(data)
+    assert (summary.written, summary.invalid) == (1, 1)
+    assert "not a JSON number" in summary.errors[0]["reason"]
+
+
+def test_a_deeply_nested_record_is_refused_before_it_is_built() -> None:
+    import tracemalloc
+
+    # ~240 KB: 40,000 levels of nesting in one record, then a valid record.
+    deep = (b'[{"id": "d", "data": "x", "source": "s", "type": "t", "n": ' + b'{"a":' * 40_000 + b"1" + b"}" * 40_000
+            + b"}, " + json.dumps(record(2)).encode() + b"]")
+    tracemalloc.start()
+    try:
+        check_blob(deep, "json")
+        got = list(iter_records(deep, "json"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert got[0].error == "record nests deeper than 64 levels" and got[1].value["id"] == "r-2"
+    # Building that record would take 40,000 dicts (over 7 MB); refusing it keeps none. What is
+    # left is the UTF-8 check's decoded chunk (one megabyte of blob at a time).
+    assert peak < 3 * len(deep), f"peak {peak} bytes for a {len(deep)}-byte blob"
+
+
+def test_locating_a_syntax_error_keeps_no_second_copy_of_the_blob() -> None:
+    import tracemalloc
+
+    body = b",".join(json.dumps(record(i)).encode() for i in range(150_000))  # ~10 MB on one line
+    data = b"[" + body + b', {"id": "bad" "data": 1}]'
+    tracemalloc.start()
+    try:
+        with pytest.raises(BlobFormatError) as info:
+            check_blob(data, "json")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    position = len(b"[" + body + b', {"id": "bad" ')
+    assert info.value.position == position
+    assert f"Expecting ',' delimiter at line 1 column {position + 1}" in str(info.value)
+    assert peak < len(data) // 4, f"peak {peak} bytes for a {len(data)}-byte blob"
+
+
+async def test_superseded_records_are_named_across_batches_and_counts_add_up() -> None:
+    # Batch size is CFG.batch_size; the duplicate sits several batches after the original.
+    items = [record(i) for i in range(CFG.batch_size * 3)] + [record(5, data="late")]
+    summary, container = await etl(as_json(items))
+    assert summary.total_records == summary.written + summary.invalid + summary.superseded
+    assert (summary.written, summary.superseded) == (CFG.batch_size * 3, 1)
+    assert summary.superseded_records == [{"index": 5, "id": "r-5", "supersededBy": CFG.batch_size * 3}]
+    assert container.items[("r-5", json.dumps("r-5"))]["processedData"] == "LATE"
+
+
+async def test_a_rerun_of_the_same_blob_reports_the_same_counts() -> None:
+    data = as_json([record(1), record(1, data="again"), record(2)])
+    first, container = await etl(data)
+    second, _ = await etl(data, container=container)
+    assert (first.written, first.superseded) == (second.written, second.superseded) == (2, 1)

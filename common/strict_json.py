@@ -68,8 +68,12 @@ MAX_DEPTH = 64
 MAX_INTEGER_DIGITS = 4300
 _UTF8_BOM = codecs.BOM_UTF8
 
-#: A complete string (escapes included), a lone quote (an unterminated string), or a structural byte.
-_TOKEN = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|"|[\[\]{},]', re.DOTALL)
+#: Everything up to the next structural byte, complete strings (escapes included) skipped whole:
+#: at an array's top level commas count, inside an element only brackets do. Possessive, so a
+#: long string or an unterminated one cannot make the match backtrack.
+_STRING = rb'"[^"\\]*+(?:\\.[^"\\]*+)*+"'
+_SKIP_AT_TOP = re.compile(rb'(?:[^"\[\]{},]++|' + _STRING + rb")*+", re.DOTALL)
+_SKIP_INSIDE = re.compile(rb'(?:[^"\[\]{}]++|' + _STRING + rb")*+", re.DOTALL)
 _OPENERS = frozenset(b"[{")
 _CLOSERS = frozenset(b"]}")
 _WHITESPACE = b" \t\r\n"
@@ -128,14 +132,17 @@ def exceeds_depth(data: bytes, limit: int) -> int | None:
     if data.count(b"[") + data.count(b"{") <= limit:
         return None  # too few brackets to go that deep: no scan needed
     depth = 0
-    for match in _TOKEN.finditer(data):
-        byte = data[match.start()]
+    position = 0
+    size = len(data)
+    while (position := _SKIP_INSIDE.match(data, position).end()) < size:
+        byte = data[position]
         if byte in _OPENERS:
             depth += 1
             if depth > limit:
-                return match.start()
+                return position
         elif byte in _CLOSERS:
             depth -= 1
+        position += 1  # a lone '"' (an unterminated string) is passed over; the parser refuses it
     return None
 
 
@@ -230,56 +237,49 @@ def iter_array_elements(data: bytes, offset: int = 0) -> Iterator[ArrayElement]:
 
     Structural errors (an unterminated string, an unbalanced bracket, a missing element,
     text after the array) raise :class:`JsonInputError` with the byte position. An element's
-    own syntax is checked by :func:`loads` on its range. Strings are matched whole, so a
-    bracket inside a string never counts.
+    own syntax is checked by :func:`loads` on its range. Strings are skipped whole, so a
+    bracket inside a string never counts; inside an element only brackets are looked at,
+    so the loop turns once per bracket, not once per token.
     """
-    depth = 0
+    size = len(data)
+    if offset >= size or data[offset] != 0x5B:  # '['
+        raise _syntax_error(data, min(offset, size), "Expecting '['")
+    depth = 1
     index = 0
-    start = offset
-    deepest = 0
-    closed_at: int | None = None
-    for match in _TOKEN.finditer(data, offset):
-        position = match.start()
-        if closed_at is not None:
-            raise _syntax_error(data, position, "Extra data")
+    position = start = offset + 1
+    deepest = 1
+    while True:
+        position = (_SKIP_AT_TOP if depth == 1 else _SKIP_INSIDE).match(data, position).end()
+        if position >= size:
+            raise _syntax_error(data, size, "Expecting ',' delimiter" if depth == 1 else "Unexpected end of data")
         byte = data[position]
-        if byte == 0x22:  # '"'
-            if match.end() - position == 1:
-                raise _syntax_error(data, position, "Unterminated string starting")
-            continue
+        if byte == 0x22:  # '"' that does not start a complete string
+            raise _syntax_error(data, position, "Unterminated string starting")
         if byte in _OPENERS:
             depth += 1
-            if depth == 1:
-                if byte != 0x5B:
-                    raise _syntax_error(data, position, "Expecting '['")
-                start = match.end()
             deepest = max(deepest, depth)
-            continue
-        if byte in _CLOSERS:
-            if depth == 1:
-                if byte != 0x5D:
-                    raise _syntax_error(data, position, "Expecting ',' delimiter")
+        elif byte in _CLOSERS:
+            if depth > 1:
+                depth -= 1
+            elif byte != 0x5D:  # '}' closing the array
+                raise _syntax_error(data, position, "Expecting ',' delimiter")
+            else:
                 element = _element(data, index, start, position, deepest - 1)
                 if element is None and index > 0:
                     raise _syntax_error(data, position, "Expecting value")
                 if element is not None:
                     yield element
-                closed_at = match.end()
-            elif depth == 0:
-                raise _syntax_error(data, position, "Expecting value")
-            depth -= 1
-            continue
-        if depth == 1:  # ','
+                break
+        else:  # ',' between elements (inside elements commas are skipped)
             element = _element(data, index, start, position, deepest - 1)
             if element is None:
                 raise _syntax_error(data, position, "Expecting value")
             yield element
             index += 1
-            start = match.end()
+            start = position + 1
             deepest = 1
-    if closed_at is None:
-        raise _syntax_error(data, len(data), "Expecting ',' delimiter" if depth == 1 else "Unexpected end of data")
-    extra = _NOT_WHITESPACE.search(data, closed_at)
+        position += 1
+    extra = _NOT_WHITESPACE.search(data, position + 1)
     if extra is not None:
         raise _syntax_error(data, extra.start(), "Extra data")
 

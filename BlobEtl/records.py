@@ -40,7 +40,7 @@ MAX_ITEM_BYTES = 2 * 1024 * 1024 - 16 * 1024
 #: Deeper records are refused before anything tries to serialize them.
 MAX_NESTING = 64
 _UTF8_BOM = codecs.BOM_UTF8
-_CHUNK = 1024 * 1024
+_CHUNK = 256 * 1024
 
 
 class BlobFormatError(InvalidInput):

@@ -202,8 +202,8 @@ def line_and_column(data: bytes, position: int) -> tuple[int, int]:
     line_start = data.rfind(b"\n", 0, position) + 1
     decoder = codecs.getincrementaldecoder("utf-8")("replace")
     column = 1
-    for offset in range(line_start, position, 1 << 20):
-        column += len(decoder.decode(data[offset:min(position, offset + (1 << 20))]))
+    for offset in range(line_start, position, 1 << 18):
+        column += len(decoder.decode(data[offset:min(position, offset + (1 << 18))]))
     return line, column
 
 

@@ -3,14 +3,26 @@
 Idempotent by construction: the output message's id is derived from the input
 message's id, so a redelivered input produces a message that the output
 queue's duplicate detection drops. A message that can never be processed (not
-UTF-8, not JSON, not an object, no string ``id``) goes to the invalid queue
-with its original body and the reason, and the invocation completes. A send
-that keeps failing raises after the retry budget, so Service Bus redelivers.
+UTF-8, not strict JSON, not an object, no string ``id``, or a result too large
+to send) goes to the invalid queue with its original body, its application
+properties and the reason, and the invocation completes. A send that keeps
+failing raises after the retry budget, so Service Bus redelivers.
+
+Strict JSON in and out (:mod:`common.strict_json`): ``NaN``, ``Infinity`` and
+numbers beyond a double's range are refused on the way in, and the result is
+written as UTF-8 JSON with no non-standard constants, so a strict consumer
+reads exactly what was sent.
+
+Errors (:mod:`common.errors`): :func:`process_message` raises nothing for bad
+input (it is set aside); it raises :class:`~common.errors.ConfigurationError`
+for a bad setting and lets a send that failed past its retry budget (an SDK
+error) propagate, so Service Bus redelivers, then dead-letters.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import time
@@ -21,9 +33,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from common import clients, telemetry
+from common.errors import InvalidInput
 from common.logs import InvocationLog, describe_error
-from common.retry import RetryPolicy, retry_async
+from common.retry import RetryPolicy, queue_send_policy, retry_async
 from common.settings import QueueSettings
+from common.strict_json import JsonInputError, dumps, has_unpaired_surrogate, loads
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -33,17 +47,20 @@ if TYPE_CHECKING:
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c7a52-4c8e-4d55-9d8e-1c0b9a6f2e31")
 MAX_REASON_LENGTH = 512
 
-InvalidReason = Literal["not_utf8", "not_json", "not_object", "missing_id"]
+InvalidReason = Literal["not_utf8", "not_json", "not_object", "missing_id", "result_too_large"]
 Outcome = Literal["forwarded", "invalid"]
 
 
-class InvalidMessage(ValueError):
+class InvalidMessage(InvalidInput):
     """The message can never be processed, whatever the number of retries."""
 
+    reason: InvalidReason
+
     def __init__(self, reason: InvalidReason, detail: str) -> None:
-        super().__init__(f"{reason}: {detail}")
-        self.reason = reason
-        self.detail = detail
+        super().__init__(detail, reason=reason)
+
+    def __str__(self) -> str:
+        return f"{self.reason}: {self.detail}"
 
 
 class Sender(Protocol):
@@ -94,28 +111,18 @@ class InboundMessage:
 
 
 def parse_event(body: bytes) -> dict[str, Any]:
-    """The message's JSON object, or :class:`InvalidMessage` saying why not."""
+    """The message's JSON object, read strictly, or :class:`InvalidMessage` saying why not."""
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise InvalidMessage("not_utf8", f"body is not UTF-8 (invalid byte at position {exc.start})") from None
-    try:
-        event = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidMessage("not_json", f"body is not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})") from None
-    except RecursionError:
-        raise InvalidMessage("not_json", "body nests JSON too deeply") from None
-    except ValueError as exc:  # for example an integer past Python's digit limit
-        raise InvalidMessage("not_json", f"body is not JSON ({str(exc)[:200]})") from None
+        event = loads(body)
+    except JsonInputError as exc:
+        raise InvalidMessage("not_utf8" if exc.reason == "not_utf8" else "not_json", f"body {exc.detail}") from None
     if not isinstance(event, dict):
         raise InvalidMessage("not_object", f"body is a JSON {type(event).__name__}, not an object")
     event_id = event.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         raise InvalidMessage("missing_id", "body has no non-empty string 'id'")
-    try:
-        event_id.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidMessage("missing_id", "body's 'id' holds an unpaired UTF-16 surrogate, which is not text") from None
+    if has_unpaired_surrogate(event_id):
+        raise InvalidMessage("missing_id", "body's 'id' holds an unpaired UTF-16 surrogate, which is not text")
     return event
 
 
@@ -134,10 +141,48 @@ def build_result(event: Mapping[str, Any], source_message_id: str, now: datetime
     }
 
 
+_INT32 = range(-(2**31), 2**31)
+_INT64 = range(-(2**63), 2**63)
+_UINT64 = range(2**63, 2**64)
+
+
+def _text(value: str) -> str:
+    """AMQP strings are UTF-8: half of a UTF-16 pair is written as its ``\\uXXXX`` escape."""
+    return value.encode("utf-8", "backslashreplace").decode("utf-8") if has_unpaired_surrogate(value) else value
+
+
 def _property_value(value: Any) -> Any:
-    if isinstance(value, (str, int, float, bool, bytes)) or value is None:
+    """An application property as the AMQP encoder can send it, whatever the producer put there.
+
+    The trigger hands properties over as JSON values, so a .NET ``long`` (epoch milliseconds,
+    a sequence number) arrives as a plain int, and the SDK encodes every plain int as a 32-bit
+    AMQP int: anything larger fails every send (azure-sdk-for-python issue 34717). Such ints go
+    as AMQP ``long`` (or ``ulong`` up to 2**64), through the typed-value form the SDK's encoder
+    accepts; larger ones, which AMQP cannot carry, as their decimal text. Lists and objects
+    (not AMQP simple types) go as their JSON text. Bytes (which the trigger's JSON cannot carry,
+    but an in-process caller can) go as text, as the SDK sends them: decoded if UTF-8, else
+    as base64, since the SDK's decoding would fail every send.
+    """
+    if value is None or isinstance(value, (bool, float)):
         return value
-    return json.dumps(value, default=str)
+    if isinstance(value, bytes):
+        try:
+            return _text(value.decode("utf-8"))
+        except UnicodeDecodeError:
+            return base64.b64encode(value).decode("ascii")
+    if isinstance(value, int):
+        if value in _INT32:
+            return value
+        from azure.servicebus._pyamqp.types import TYPE, VALUE, AMQPTypes
+
+        if value in _INT64:
+            return {TYPE: AMQPTypes.long, VALUE: value}
+        if value in _UINT64:
+            return {TYPE: AMQPTypes.ulong, VALUE: value}
+        return str(value)
+    if isinstance(value, str):
+        return _text(value)
+    return _text(json.dumps(value, default=str))
 
 
 def result_message(inbound: InboundMessage, event: Mapping[str, Any], now: datetime) -> ServiceBusMessage:
@@ -145,8 +190,9 @@ def result_message(inbound: InboundMessage, event: Mapping[str, Any], now: datet
 
     source_id = inbound.effective_id
     return ServiceBusMessage(
-        # ASCII-escaped: a payload may hold escapes (a lone surrogate) that UTF-8 cannot encode.
-        json.dumps(build_result(event, source_id, now)),
+        # UTF-8, not ASCII escapes (which double non-Latin text against the 256 KB limit of the
+        # Standard tier); strict JSON, so no NaN or Infinity reaches a consumer.
+        dumps(build_result(event, source_id, now)),
         message_id=output_message_id(source_id),
         correlation_id=inbound.correlation_id or source_id,
         content_type="application/json",
@@ -158,7 +204,8 @@ def invalid_message(inbound: InboundMessage, error: InvalidMessage, source_queue
     """The original body and id, with the reason in application properties."""
     from azure.servicebus import ServiceBusMessage
 
-    properties: dict[str | bytes, Any] = {str(k): _property_value(v) for k, v in inbound.application_properties.items()}
+    properties: dict[str | bytes, Any] = {_text(str(k)): _property_value(v)
+                                          for k, v in inbound.application_properties.items()}
     properties.update(
         invalidReason=error.reason,
         invalidDetail=error.detail[:MAX_REASON_LENGTH],
@@ -175,16 +222,24 @@ def invalid_message(inbound: InboundMessage, error: InvalidMessage, source_queue
     )
 
 
+def _no_discard(queue: str) -> None:
+    """For injected senders: nothing is cached here, so nothing to drop."""
+
+
 async def send_with_retry(queue: str, message: ServiceBusMessage, policy: RetryPolicy, log: InvocationLog,
-                          sender_for: Callable[[str], Sender]) -> None:
-    """Send once, retrying transient failures within the policy's budget; then raise."""
+                          sender_for: Callable[[str], Sender],
+                          discard_sender: Callable[[str], None] = _no_discard) -> None:
+    """Send once, retrying transient failures within the policy's budget; then raise.
+
+    ``discard_sender(queue)`` is called after a send timed out or was cancelled: the link may
+    be half-open, so the next attempt should get a new sender from ``sender_for``.
+    """
 
     async def attempt() -> None:
         try:
             await sender_for(queue).send_messages(message)
         except (TimeoutError, asyncio.CancelledError):
-            # The link may be half-open after a cancelled send: the next attempt starts on a new one.
-            clients.discard_queue_sender(queue)
+            discard_sender(queue)
             raise
 
     def on_retry(attempt_number: int, delay: float, error: BaseException) -> None:
@@ -202,27 +257,33 @@ async def send_with_retry(queue: str, message: ServiceBusMessage, policy: RetryP
         await retry_async(attempt, policy, on_retry=on_retry)
 
 
+def _is_too_large(error: BaseException) -> bool:
+    from azure.servicebus.exceptions import MessageSizeExceededError
+
+    return isinstance(error, MessageSizeExceededError)
+
+
 async def process_message(
     inbound: InboundMessage,
     *,
     queues: QueueSettings,
     log: InvocationLog,
     sender_for: Callable[[str], Sender] | None = None,
+    discard_sender: Callable[[str], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Outcome:
     """Forward the processed result, or route the message aside; raise if neither send succeeds.
 
-    ``sender_for(queue)`` defaults to ``common.clients.queue_sender`` (looked up per call).
+    ``sender_for(queue)`` and ``discard_sender(queue)`` default to ``common.clients``'
+    ``queue_sender`` and ``discard_queue_sender`` (looked up per call); a caller that passes its
+    own ``sender_for`` may pass a ``discard_sender`` too (otherwise nothing is discarded).
     """
     started = time.perf_counter()
     if sender_for is None:
-        def sender_for(queue: str) -> Sender:
-            return clients.queue_sender(queue)
-
-    # A send that hangs (a half-open link) is abandoned after a third of the budget and retried
-    # on a new link, so one stuck connection cannot use up the whole budget.
-    policy = RetryPolicy(max_attempts=queues.send_max_attempts, total_budget=queues.send_budget_seconds,
-                         base_delay=0.5, max_delay=5.0, attempt_timeout=queues.send_budget_seconds / 3)
+        sender_for = clients.queue_sender
+        discard_sender = discard_sender or clients.discard_queue_sender
+    discard = discard_sender or _no_discard
+    policy = queue_send_policy(queues.send_max_attempts, queues.send_budget_seconds)
     log = log.bind(messageId=inbound.message_id, deliveryCount=inbound.delivery_count)
     if inbound.delivery_count is not None and inbound.delivery_count > 1:
         log.warning("message.redelivered", deliveryCount=inbound.delivery_count)
@@ -234,12 +295,11 @@ async def process_message(
         telemetry.count("app.queue.messages", outcome=name, **{"messaging.destination.name": queues.input_queue})
         telemetry.record_duration("messaging.process.duration", time.perf_counter() - started, outcome=name)
 
-    try:
-        event = parse_event(inbound.body)
-    except InvalidMessage as error:
+    async def route_aside(error: InvalidMessage) -> Outcome:
+        assert sender_for is not None
         try:
             await send_with_retry(queues.invalid_queue, invalid_message(inbound, error, queues.input_queue),
-                                  policy, log, sender_for)
+                                  policy, log, sender_for, discard)
         except Exception as exc:
             outcome("failed")
             log.error("message.failed", outcome="failed", stage="route_invalid", reason=error.reason,
@@ -251,9 +311,21 @@ async def process_message(
         return "invalid"
 
     try:
+        event = parse_event(inbound.body)
+    except InvalidMessage as error:
+        return await route_aside(error)
+
+    try:
         message = result_message(inbound, event, now())
-        await send_with_retry(queues.output_queue, message, policy, log, sender_for)
+        await send_with_retry(queues.output_queue, message, policy, log, sender_for, discard)
     except Exception as exc:
+        if _is_too_large(exc):
+            # Retrying cannot shrink it: set the input aside with the reason instead of
+            # failing every delivery until Service Bus dead-letters it without one.
+            size = len(b"".join(message.body))
+            return await route_aside(InvalidMessage(
+                "result_too_large", f"the processed result ({size} bytes of body) is larger than queue "
+                f"'{queues.output_queue}' accepts: {describe_error(exc)}"))
         outcome("failed")
         log.error("message.failed", outcome="failed", stage="forward", error=describe_error(exc),
                   durationMs=elapsed_ms())

@@ -132,10 +132,21 @@ async def test_persistent_failure_raises_after_the_attempts(bus: FakeServiceBus)
 
 
 async def test_permanent_send_error_is_not_retried(bus: FakeServiceBus) -> None:
-    bus.senders["out"].failures = [sb.MessageSizeExceededError(message="too large")]
-    with pytest.raises(InvocationFailed, match="MessageSizeExceededError"):
+    bus.senders["out"].failures = [sb.ServiceBusAuthorizationError(message="Unauthorized access. 'Send' claim(s) are required")]
+    with pytest.raises(InvocationFailed, match="ServiceBusAuthorizationError"):
         await run(trigger({"id": "a"}))
     assert bus.senders["out"].attempts == 1
+
+
+async def test_a_result_too_large_to_send_is_set_aside_with_its_reason_not_retried(bus: FakeServiceBus) -> None:
+    # Issue 14: MessageSizeExceededError used to fail every delivery until Service Bus dead-lettered
+    # the message without a reason. Retrying cannot shrink it.
+    bus.senders["out"].failures = [sb.MessageSizeExceededError(message="too large")]
+    await run(trigger({"id": "a"}))
+    assert bus.senders["out"].attempts == 1 and bus.queues["out"].messages == []
+    [aside] = bus.queues["invalid"].messages
+    assert aside.application_properties["invalidReason"] == "result_too_large"
+    assert "larger than queue 'out' accepts" in aside.application_properties["invalidDetail"]
 
 
 async def test_unreachable_service_bus_fails_within_the_budget(bus: FakeServiceBus) -> None:
@@ -231,3 +242,55 @@ async def test_a_cancelled_send_discards_the_cached_sender_and_the_next_builds_a
     assert healthy.attempts == 1 and len(queue.messages) == 1
     assert clients.queue_sender("out") is healthy
     loop_cache.reset()
+
+
+# ---- issue 14: strict JSON in and out, every property type through the set-aside path ----
+
+def amqp_round_trip(message: Any) -> Any:
+    """Encode a message with the SDK's own AMQP encoder (as a real send does) and decode it back."""
+    from azure.servicebus._pyamqp._decode import decode_payload
+    from azure.servicebus._transport._pyamqp_transport import PyamqpTransport
+
+    encoded = bytearray()
+    from azure.servicebus._pyamqp._encode import encode_payload
+
+    encode_payload(encoded, PyamqpTransport.to_outgoing_amqp_message(message.raw_amqp_message))
+    return decode_payload(memoryview(encoded))
+
+
+@pytest.mark.parametrize("number", [b"NaN", b"Infinity", b"-Infinity", b"1e400", b"-2.5E+999"])
+async def test_non_standard_numbers_are_set_aside_not_forwarded(bus: FakeServiceBus, number: bytes) -> None:
+    await run(trigger(b'{"id": "a", "amount": ' + number + b"}"))
+    assert bus.queues["out"].messages == []
+    [aside] = bus.queues["invalid"].messages
+    assert aside.application_properties["invalidReason"] == "not_json"
+    assert "not accepted" in aside.application_properties["invalidDetail"]
+
+
+async def test_forwarded_body_is_strict_utf8_json(bus: FakeServiceBus) -> None:
+    text = "Grüße, 東京 " * 50
+    await run(trigger({"id": "a", "note": text, "big": 10**30, "x": 1.5e300}))
+    [out] = bus.queues["out"].messages
+    body = b"".join(out.body)
+    assert text.encode("utf-8") in body  # UTF-8, not \\u escapes that double the size
+    assert b"NaN" not in body and b"Infinity" not in body
+    payload = json.loads(body, parse_constant=lambda name: pytest.fail(f"non-standard {name}"))
+    assert payload["payload"] == {"id": "a", "note": text, "big": 10**30, "x": 1.5e300}
+
+
+async def test_every_property_type_survives_the_set_aside_path(bus: FakeServiceBus) -> None:
+    properties = {"epochMs": 1709502629433, "long": -(2**40), "ulong": 2**63 + 5, "beyond": 10**30,
+                  "small": 7, "flag": True, "ratio": 1.5, "none": None, "text": "x\ud800y", "raw": b"\x00\xff", "utf8": "é".encode(),
+                  "list": [1, 2], "object": {"a": 1}}
+    await run(trigger(b"{broken", properties=properties))
+    [aside] = bus.queues["invalid"].messages
+    # pyamqp's decoder hands AMQP strings back as UTF-8 bytes.
+    decoded = {key.decode(): value.decode() if isinstance(value, bytes) else value
+               for key, value in amqp_round_trip(aside).application_properties.items()}
+    assert decoded["epochMs"] == 1709502629433 and decoded["long"] == -(2**40) and decoded["ulong"] == 2**63 + 5
+    assert decoded["beyond"] == str(10**30)  # AMQP has no integer past 64 bits: its exact text
+    assert decoded["small"] == 7 and decoded["flag"] is True and decoded["ratio"] == 1.5 and decoded["none"] is None
+    assert decoded["text"] == "x\\ud800y" and decoded["utf8"] == "é"
+    assert decoded["raw"] == "AP8="  # not UTF-8: its base64 (the SDK sends bytes as text)
+    assert json.loads(decoded["list"]) == [1, 2] and json.loads(decoded["object"]) == {"a": 1}
+    assert decoded["invalidReason"] == "not_json"

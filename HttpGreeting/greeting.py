@@ -16,7 +16,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import settings, telemetry
+from common import settings, strict_json, telemetry
+from common.errors import InvalidInput
 from common.logs import InvocationLog
 from common.secrets import SecretUnavailableError, get_secret
 
@@ -47,8 +48,19 @@ class Reply:
         return json.dumps(self.body, ensure_ascii=False)
 
 
-class BadRequest(ValueError):
-    """The request cannot be served as sent; the message tells the caller why."""
+class BadRequest(InvalidInput):
+    """The request cannot be served as sent (a 400); the message tells the caller why."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, reason="bad_request")
+
+
+#: What the caller is told for each way a body breaks the strict JSON reader's rules.
+_BODY_ERRORS = {
+    "not_utf8": "Request body {detail}.",
+    "too_deep": "Request body nests JSON too deeply: it {detail}.",
+    "number_too_long": "Request body is not valid JSON: a number is too long ({detail}).",
+}
 
 
 def correlation_id_for(caller_value: str | None, invocation_id: str) -> str:
@@ -68,7 +80,7 @@ def validate_name(value: object) -> str:
         raise BadRequest(f"'name' must be at most {MAX_NAME_LENGTH} characters long.")
     if any(unicodedata.category(ch) == "Cc" for ch in name):
         raise BadRequest("'name' must not contain control characters.")
-    if any(unicodedata.category(ch) == "Cs" for ch in name):
+    if strict_json.has_unpaired_surrogate(name):
         raise BadRequest("'name' must not contain unpaired UTF-16 surrogates.")
     return name
 
@@ -82,17 +94,9 @@ def extract_name(params: Mapping[str, str], body: bytes) -> str:
     if len(body) > MAX_BODY_BYTES:
         raise BadRequest(f"Request body must be at most {MAX_BODY_BYTES} bytes.")
     try:
-        text = body.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadRequest(f"Request body is not valid UTF-8 (invalid byte at position {exc.start}).") from None
-    try:
-        payload = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise BadRequest(f"Request body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}.") from None
-    except RecursionError:
-        raise BadRequest("Request body nests JSON too deeply.") from None
-    except ValueError:  # for example an integer past Python's digit limit
-        raise BadRequest("Request body is not valid JSON: a number is too long.") from None
+        payload = strict_json.loads(body)
+    except strict_json.JsonInputError as exc:
+        raise BadRequest(_BODY_ERRORS.get(exc.reason, "Request body {detail}.").format(detail=exc.detail)) from None
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object such as {\"name\": \"Ada\"}.")
     if "name" not in payload:

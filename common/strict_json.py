@@ -127,6 +127,13 @@ _STRICT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse
 _EXACT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_exact_float, parse_constant=_parse_constant)
 
 
+def _skip(pattern: re.Pattern[bytes], data: bytes, position: int) -> int:
+    """Where the next structural byte (or the end) is, from ``position``."""
+    match = pattern.match(data, position)
+    assert match is not None  # the pattern matches the empty string
+    return match.end()
+
+
 def exceeds_depth(data: bytes, limit: int) -> int | None:
     """The byte offset where nesting first goes past ``limit``, or None. Builds nothing."""
     if data.count(b"[") + data.count(b"{") <= limit:
@@ -134,7 +141,7 @@ def exceeds_depth(data: bytes, limit: int) -> int | None:
     depth = 0
     position = 0
     size = len(data)
-    while (position := _SKIP_INSIDE.match(data, position).end()) < size:
+    while (position := _skip(_SKIP_INSIDE, data, position)) < size:
         byte = data[position]
         if byte in _OPENERS:
             depth += 1
@@ -154,7 +161,7 @@ def _decode(data: bytes | str) -> str:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
         offset = exc.start + (len(data) - len(body))
-        raise JsonInputError("not_utf8", f"is not UTF-8 (invalid byte at position {offset})", offset) from None
+        raise JsonInputError("not_utf8", f"is not valid UTF-8 (invalid byte at position {offset})", offset) from None
 
 
 def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, exact_numbers: bool = False) -> Any:
@@ -249,7 +256,7 @@ def iter_array_elements(data: bytes, offset: int = 0) -> Iterator[ArrayElement]:
     position = start = offset + 1
     deepest = 1
     while True:
-        position = (_SKIP_AT_TOP if depth == 1 else _SKIP_INSIDE).match(data, position).end()
+        position = _skip(_SKIP_AT_TOP if depth == 1 else _SKIP_INSIDE, data, position)
         if position >= size:
             raise _syntax_error(data, size, "Expecting ',' delimiter" if depth == 1 else "Unexpected end of data")
         byte = data[position]

@@ -1,45 +1,62 @@
-"""Every app setting the function app reads, in one place.
+"""Every app setting the function app reads, in typed groups, one per concern.
 
 Each function asks for the group it needs::
 
     from common import settings
 
-    cfg = settings.cleanup_settings()
-    cfg.retention_days  # int, validated
+    cfg = settings.cleanup_settings()                        # from the app settings, read once
+    cfg = settings.cleanup_settings({"RETENTION_DAYS": "7"})  # from a mapping (tests), not cached
+    cfg.retention_days                                        # int, validated
 
-A group is read from the environment once and cached for the life of the
-worker process (app settings reach a Functions worker as environment
-variables and only change with a restart). A missing or malformed setting
-raises :class:`ConfigurationError`, whose message names the setting and says
-what a valid value looks like. Secret values (connection strings, keys) are
-never echoed in those messages.
+Read from the environment, a group is read once and cached for the life of the
+worker process (app settings reach a Functions worker as environment variables
+and only change with a restart); :func:`reset_cache` forgets them. A group's
+dataclass can also be built directly. A missing or malformed setting raises
+:class:`ConfigurationError`, whose message names the setting and says what a
+valid value looks like; secret values (connection strings, keys) are never echoed.
 
-Tests that change the environment call :func:`reset_cache`.
+Each group declares the names it reads (a read of an undeclared name fails), so
+:func:`setting_names` lists every setting from the code itself. The parsers live in
+:mod:`common.setting_parsers`, the connections in :mod:`common.connections`, and
+host.json's function timeout in :mod:`common.host_config`; policies built on these
+values (the cleanup's time budget) live with the function that applies them.
 """
 
 from __future__ import annotations
 
 import functools
-import json
-import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Literal, TypeVar
-from urllib.parse import urlsplit
+from typing import Protocol, TypeVar
 
+from common.connections import (
+    CONNECTION_SUFFIXES,
+    DEFAULT_CONNECTIONS,
+    Connection,
+    ConnectionKind,
+    connection_string_parts,
+    read_cosmos_connection,
+    read_service_bus_connection,
+    read_storage_connection,
+)
 # Defined with the rest of the error model (common.errors); re-exported where settings are read.
 from common.errors import ConfigurationError
+from common.host_config import function_timeout_seconds, read_function_timeout
+from common.setting_parsers import SettingsReader, is_loopback_host
 
 __all__ = [
+    "CleanupSettings",
     "ConfigurationError",
     "Connection",
-    "CleanupSettings",
+    "CosmosTarget",
     "EtlSettings",
     "GreetingSettings",
     "IdentitySettings",
+    "PLATFORM_SETTINGS",
     "QueueSettings",
     "SecretSettings",
+    "TelemetrySettings",
     "cleanup_settings",
     "connection_string_parts",
     "cosmos_connection",
@@ -48,143 +65,77 @@ __all__ = [
     "function_timeout_seconds",
     "greeting_settings",
     "identity_settings",
+    "is_loopback_host",
+    "local_secret",
     "queue_settings",
+    "read_function_timeout",
     "reset_cache",
     "secret_settings",
-    "telemetry_settings",
     "service_bus_connection",
+    "setting_names",
     "storage_connection",
+    "telemetry_settings",
 ]
 
-APP_ROOT = Path(__file__).resolve().parent.parent
-
-
-# --------------------------------------------------------------------------
-# Primitive readers. `secret=True` keeps the value out of error messages.
-# --------------------------------------------------------------------------
-
-def _raw(name: str) -> str | None:
-    value = os.environ.get(name)
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
-
-
-def _shown(value: str) -> str:
-    return repr(value if len(value) <= 40 else value[:37] + "...")
-
-
-def _required(name: str, example: str) -> str:
-    value = _raw(name)
-    if value is None:
-        raise ConfigurationError(name, f"is not set; set it to a value such as {example!r}.")
-    return value
-
-
-def _optional(name: str, default: str | None = None) -> str | None:
-    value = _raw(name)
-    return default if value is None else value
-
-
-def _int(name: str, default: int, *, minimum: int = 0, maximum: int | None = None) -> int:
-    value = _raw(name)
-    if value is None:
-        return default
-    bounds = f"an integer >= {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-    if not re.fullmatch(r"[+-]?\d+", value):
-        raise ConfigurationError(name, f"must be {bounds} (for example {default}); got {_shown(value)}.")
-    number = int(value)
-    if number < minimum or (maximum is not None and number > maximum):
-        raise ConfigurationError(name, f"must be {bounds} (for example {default}); got {number}.")
-    return number
-
-
-def _float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    value = _raw(name)
-    if value is None:
-        return default
-    try:
-        number = float(value)
-    except ValueError:
-        number = float("nan")
-    if not number >= minimum or number == float("inf"):
-        raise ConfigurationError(
-            name, f"must be a number >= {minimum:g} (for example {default:g}); got {_shown(value)}."
-        )
-    return number
-
-
-_TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off"}
-
-
-def _bool(name: str, default: bool) -> bool:
-    value = _raw(name)
-    if value is None:
-        return default
-    lowered = value.lower()
-    if lowered in _TRUE:
-        return True
-    if lowered in _FALSE:
-        return False
-    raise ConfigurationError(name, f"must be true or false; got {_shown(value)}.")
-
-
-def _https_url(name: str, value: str, example: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(name, f"must be an absolute URL such as {example!r}.")
-    if parts.scheme == "http" and not is_loopback_host(parts.hostname):
-        raise ConfigurationError(name, f"must use https (http is accepted for localhost only), such as {example!r}.")
-    return value.rstrip("/") + "/"
-
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/~]{0,259}$")
-
-
-def _entity_name(name: str, default: str | None, example: str) -> str:
-    value = _required(name, example) if default is None else (_optional(name, default) or default)
-    if not _NAME.fullmatch(value):
-        raise ConfigurationError(
-            name, f"must be a queue, container or database name such as {example!r}; got {_shown(value)}."
-        )
-    return value
-
-
-def is_loopback_host(host: str | None) -> bool:
-    """True for localhost and loopback addresses, where emulators listen."""
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    return host == "localhost" or host.endswith(".localhost") or host == "::1" or host.startswith("127.")
-
-
-# --------------------------------------------------------------------------
-# Groups of settings, one per concern, each read once.
-# --------------------------------------------------------------------------
-
 _T = TypeVar("_T")
-_cached: list[functools._lru_cache_wrapper] = []
+_T_co = TypeVar("_T_co", covariant=True)
+Values = Mapping[str, str]
 
 
-def _cache(fn: Callable[[], _T]) -> Callable[[], _T]:
-    wrapped = functools.lru_cache(maxsize=1)(fn)
-    _cached.append(wrapped)
-    return wrapped
+class GroupReader(Protocol[_T_co]):
+    """A settings group: from the app settings (cached) or from ``values`` (not cached)."""
+
+    def __call__(self, values: Values | None = None) -> _T_co: ...
+
+#: Group reader name -> the settings it reads.
+_DECLARED: dict[str, tuple[str, ...]] = {}
+_caches: list[Callable[[], None]] = []
+#: Set by the platform, not by the app's owner: read, but documented nowhere as app settings.
+PLATFORM_SETTINGS = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID")
+#: Settings that hold a secret locally (KEY_VAULT_URL empty), read through :func:`local_secret`.
+_LOCAL_SECRETS = ("API_KEY",)
 
 
-def _cache_by_name(fn: Callable[[str], _T]) -> Callable[[str], _T]:
-    wrapped = functools.lru_cache(maxsize=16)(fn)
-    _cached.append(wrapped)
-    return wrapped
+def _group(*names: str) -> Callable[[Callable[[SettingsReader], _T]], GroupReader[_T]]:
+    """Declare a group's settings; the reader it wraps can read only those."""
+
+    def decorate(build: Callable[[SettingsReader], _T]) -> GroupReader[_T]:
+        _DECLARED[build.__name__] = names
+
+        @functools.lru_cache(maxsize=1)
+        def from_environment() -> _T:
+            return build(SettingsReader().restricted(names, build.__name__))
+
+        _caches.append(from_environment.cache_clear)
+
+        def read(values: Values | None = None) -> _T:
+            if values is None:
+                return from_environment()
+            return build(SettingsReader(values).restricted(names, build.__name__))
+
+        read.__name__ = read.__qualname__ = build.__name__
+        read.__doc__ = build.__doc__
+        return read
+
+    return decorate
+
+
+def setting_names() -> frozenset[str]:
+    """Every setting the app reads: the groups' declarations and the default connections' forms."""
+    names = {name for declared in _DECLARED.values() for name in declared} | set(_LOCAL_SECRETS)
+    for kind, connection in DEFAULT_CONNECTIONS.items():
+        names.update(connection + suffix for suffix in CONNECTION_SUFFIXES[kind])
+    return frozenset(names)
 
 
 def reset_cache() -> None:
-    """Forget every group read so far (for tests that change the environment)."""
-    for fn in _cached:
-        fn.cache_clear()
+    """Forget every group read from the environment so far (for tests that change it)."""
+    for clear in _caches:
+        clear()
+    function_timeout_seconds.cache_clear()
 
+
+# --------------------------------------------------------------------- groups
 
 @dataclass(frozen=True)
 class IdentitySettings:
@@ -194,10 +145,10 @@ class IdentitySettings:
     in_azure: bool
 
 
-@_cache
-def identity_settings() -> IdentitySettings:
-    in_azure = any(_raw(v) for v in ("IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID"))
-    return IdentitySettings(client_id=_optional("AZURE_CLIENT_ID"), in_azure=in_azure)
+@_group("AZURE_CLIENT_ID", *PLATFORM_SETTINGS)
+def identity_settings(read: SettingsReader) -> IdentitySettings:
+    in_azure = any(read.raw(name) for name in PLATFORM_SETTINGS)
+    return IdentitySettings(client_id=read.raw("AZURE_CLIENT_ID"), in_azure=in_azure)
 
 
 @dataclass(frozen=True)
@@ -210,16 +161,18 @@ class SecretSettings:
     max_stale_seconds: float
 
 
-@_cache
-def secret_settings() -> SecretSettings:
-    url = _optional("KEY_VAULT_URL")
-    if url is not None:
-        url = _https_url("KEY_VAULT_URL", url, "https://my-vault.vault.azure.net/")
+@_group("KEY_VAULT_URL", "SECRET_CACHE_TTL_SECONDS", "SECRET_MAX_STALE_SECONDS")
+def secret_settings(read: SettingsReader) -> SecretSettings:
     return SecretSettings(
-        key_vault_url=url,
-        cache_ttl_seconds=_float("SECRET_CACHE_TTL_SECONDS", 300.0),
-        max_stale_seconds=_float("SECRET_MAX_STALE_SECONDS", 3600.0),
+        key_vault_url=read.url("KEY_VAULT_URL", "https://my-vault.vault.azure.net/"),
+        cache_ttl_seconds=read.number("SECRET_CACHE_TTL_SECONDS", 300.0),
+        max_stale_seconds=read.number("SECRET_MAX_STALE_SECONDS", 3600.0),
     )
+
+
+def local_secret(setting: str, values: Values | None = None) -> str | None:
+    """A secret kept in an app setting (local development only, when KEY_VAULT_URL is empty)."""
+    return SettingsReader(values).restricted(_LOCAL_SECRETS, "local_secret").raw(setting)
 
 
 @dataclass(frozen=True)
@@ -230,19 +183,14 @@ class GreetingSettings:
     local_api_key_setting: str
 
 
-@_cache
-def greeting_settings() -> GreetingSettings:
-    name = _optional("API_KEY_SECRET_NAME", "greeting-api-key") or "greeting-api-key"
+@_group("API_KEY_SECRET_NAME")
+def greeting_settings(read: SettingsReader) -> GreetingSettings:
+    name = read.optional("API_KEY_SECRET_NAME", "greeting-api-key")
     if not re.fullmatch(r"[0-9A-Za-z-]{1,127}", name):
         raise ConfigurationError(
             "API_KEY_SECRET_NAME", "must be a Key Vault secret name (letters, digits and dashes), such as 'greeting-api-key'."
         )
     return GreetingSettings(api_key_secret_name=name, local_api_key_setting="API_KEY")
-
-
-def local_secret(setting: str) -> str | None:
-    """Read a secret kept in an app setting (local development only)."""
-    return _raw(setting)
 
 
 @dataclass(frozen=True)
@@ -256,14 +204,15 @@ class QueueSettings:
     send_budget_seconds: float
 
 
-@_cache
-def queue_settings() -> QueueSettings:
+@_group("INPUT_QUEUE_NAME", "OUTPUT_QUEUE_NAME", "INVALID_QUEUE_NAME", "QUEUE_SEND_MAX_ATTEMPTS",
+        "QUEUE_SEND_BUDGET_SECONDS")
+def queue_settings(read: SettingsReader) -> QueueSettings:
     return QueueSettings(
-        input_queue=_entity_name("INPUT_QUEUE_NAME", None, "orders-in"),
-        output_queue=_entity_name("OUTPUT_QUEUE_NAME", None, "orders-out"),
-        invalid_queue=_entity_name("INVALID_QUEUE_NAME", None, "orders-invalid"),
-        send_max_attempts=_int("QUEUE_SEND_MAX_ATTEMPTS", 5, minimum=1, maximum=20),
-        send_budget_seconds=_float("QUEUE_SEND_BUDGET_SECONDS", 20.0, minimum=1.0),
+        input_queue=read.entity_name("INPUT_QUEUE_NAME", None, "orders-in"),
+        output_queue=read.entity_name("OUTPUT_QUEUE_NAME", None, "orders-out"),
+        invalid_queue=read.entity_name("INVALID_QUEUE_NAME", None, "orders-invalid"),
+        send_max_attempts=read.integer("QUEUE_SEND_MAX_ATTEMPTS", 5, minimum=1, maximum=20),
+        send_budget_seconds=read.number("QUEUE_SEND_BUDGET_SECONDS", 20.0, minimum=1.0),
     )
 
 
@@ -273,11 +222,11 @@ class CosmosTarget:
     container: str
 
 
-@_cache
-def cosmos_target() -> CosmosTarget:
+@_group("COSMOS_DATABASE", "COSMOS_CONTAINER")
+def cosmos_target(read: SettingsReader) -> CosmosTarget:
     return CosmosTarget(
-        database=_entity_name("COSMOS_DATABASE", None, "serverless"),
-        container=_entity_name("COSMOS_CONTAINER", None, "records"),
+        database=read.entity_name("COSMOS_DATABASE", None, "serverless"),
+        container=read.entity_name("COSMOS_CONTAINER", None, "records"),
     )
 
 
@@ -293,14 +242,15 @@ class EtlSettings:
     write_budget_seconds: float
 
 
-@_cache
-def etl_settings() -> EtlSettings:
+@_group("ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE",
+        "ETL_WRITE_BUDGET_SECONDS")
+def etl_settings(read: SettingsReader) -> EtlSettings:
     return EtlSettings(
-        input_container=_entity_name("ETL_INPUT_CONTAINER", "incoming", "incoming"),
-        summary_container=_entity_name("ETL_SUMMARY_CONTAINER", "summaries", "summaries"),
-        write_concurrency=_int("ETL_WRITE_CONCURRENCY", 32, minimum=1, maximum=512),
-        batch_size=_int("ETL_BATCH_SIZE", 500, minimum=1, maximum=100_000),
-        write_budget_seconds=_float("ETL_WRITE_BUDGET_SECONDS", 60.0, minimum=1.0),
+        input_container=read.entity_name("ETL_INPUT_CONTAINER", "incoming", "incoming"),
+        summary_container=read.entity_name("ETL_SUMMARY_CONTAINER", "summaries", "summaries"),
+        write_concurrency=read.integer("ETL_WRITE_CONCURRENCY", 32, minimum=1, maximum=512),
+        batch_size=read.integer("ETL_BATCH_SIZE", 500, minimum=1, maximum=100_000),
+        write_budget_seconds=read.number("ETL_WRITE_BUDGET_SECONDS", 60.0, minimum=1.0),
     )
 
 
@@ -316,23 +266,24 @@ class CleanupSettings:
     time_budget_seconds: float
 
 
-@_cache
-def cleanup_settings() -> CleanupSettings:
-    max_deletes = _int("CLEANUP_MAX_DELETES", 0, minimum=0)
+@_group("RETENTION_DAYS", "CLEANUP_MAX_DELETES", "CLEANUP_DRY_RUN", "CLEANUP_DELETE_CONCURRENCY",
+        "CLEANUP_PAGE_SIZE", "CLEANUP_TIME_BUDGET_SECONDS")
+def cleanup_settings(read: SettingsReader) -> CleanupSettings:
+    max_deletes = read.integer("CLEANUP_MAX_DELETES", 0, minimum=0)
     timeout = function_timeout_seconds()
     default_budget = max(10.0, timeout * 0.8 - 30.0) if timeout else 600.0
-    budget = _float("CLEANUP_TIME_BUDGET_SECONDS", default_budget, minimum=1.0)
+    budget = read.number("CLEANUP_TIME_BUDGET_SECONDS", default_budget, minimum=1.0)
     if timeout and budget >= timeout:
         raise ConfigurationError(
             "CLEANUP_TIME_BUDGET_SECONDS",
             f"must be below host.json's functionTimeout ({timeout:g} s), for example {default_budget:g}.",
         )
     return CleanupSettings(
-        retention_days=_int("RETENTION_DAYS", 30, minimum=0, maximum=36500),
+        retention_days=read.integer("RETENTION_DAYS", 30, minimum=0, maximum=36500),
         max_deletes=max_deletes or None,
-        dry_run=_bool("CLEANUP_DRY_RUN", False),
-        delete_concurrency=_int("CLEANUP_DELETE_CONCURRENCY", 16, minimum=1, maximum=256),
-        page_size=_int("CLEANUP_PAGE_SIZE", 200, minimum=1, maximum=1000),
+        dry_run=read.boolean("CLEANUP_DRY_RUN", False),
+        delete_concurrency=read.integer("CLEANUP_DELETE_CONCURRENCY", 16, minimum=1, maximum=256),
+        page_size=read.integer("CLEANUP_PAGE_SIZE", 200, minimum=1, maximum=1000),
         time_budget_seconds=budget,
     )
 
@@ -348,145 +299,48 @@ class TelemetrySettings:
     service_name: str
 
 
-@_cache
-def telemetry_settings() -> TelemetrySettings:
+@_group("APPLICATIONINSIGHTS_CONNECTION_STRING", "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "TELEMETRY_CONSOLE",
+        "OTEL_SERVICE_NAME")
+def telemetry_settings(read: SettingsReader) -> TelemetrySettings:
     return TelemetrySettings(
-        connection_string=_optional("APPLICATIONINSIGHTS_CONNECTION_STRING"),
-        worker_configures_azure_monitor=_bool("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", False),
-        console=_bool("TELEMETRY_CONSOLE", False),
-        service_name=_optional("OTEL_SERVICE_NAME", "serverless-patterns") or "serverless-patterns",
+        connection_string=read.raw("APPLICATIONINSIGHTS_CONNECTION_STRING"),
+        worker_configures_azure_monitor=read.boolean("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", False),
+        console=read.boolean("TELEMETRY_CONSOLE", False),
+        service_name=read.optional("OTEL_SERVICE_NAME", "serverless-patterns"),
     )
 
 
-@_cache
-def function_timeout_seconds() -> float | None:
-    """The app's host.json functionTimeout in seconds; None when unbounded or absent."""
-    return read_function_timeout(APP_ROOT / "host.json")
+# ---------------------------------------------------------------- connections
+
+@functools.lru_cache(maxsize=16)
+def _connection_from_environment(kind: ConnectionKind, name: str) -> Connection:
+    return _CONNECTION_READERS[kind](SettingsReader(), name)
 
 
-def read_function_timeout(host_json: Path) -> float | None:
-    """functionTimeout of the given host.json in seconds; None when unbounded or absent."""
-    try:
-        data = json.loads(host_json.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    value = data.get("functionTimeout")
-    if value in (None, "-1"):
-        return None
-    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?", str(value))
-    if not match:
-        raise ConfigurationError("functionTimeout", f"in host.json must look like '00:10:00'; got {value!r}.")
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+_caches.append(_connection_from_environment.cache_clear)
+_CONNECTION_READERS: dict[ConnectionKind, Callable[[SettingsReader, str], Connection]] = {
+    "servicebus": read_service_bus_connection,
+    "cosmos": read_cosmos_connection,
+    "storage": read_storage_connection,
+}
 
 
-# --------------------------------------------------------------------------
-# Connections, named like Functions binding connections.
-# --------------------------------------------------------------------------
-
-ConnectionKind = Literal["servicebus", "cosmos", "storage"]
-
-
-@dataclass(frozen=True)
-class Connection:
-    """Where a client connects, and how it authenticates.
-
-    Exactly one of ``connection_string`` (emulators, local development) and
-    ``endpoint`` (identity-based, as in Azure) is set.
-    """
-
-    name: str
-    kind: ConnectionKind
-    connection_string: str | None = None
-    endpoint: str | None = None
-
-    def __repr__(self) -> str:  # never show a connection string
-        how = "connection string" if self.connection_string else f"identity at {self.endpoint}"
-        return f"Connection({self.name!r}, {self.kind}, {how})"
-
-    __str__ = __repr__
+def _connection(kind: ConnectionKind, name: str, values: Values | None) -> Connection:
+    if values is None:
+        return _connection_from_environment(kind, name)
+    return _CONNECTION_READERS[kind](SettingsReader(values), name)
 
 
-_SECRET_PARTS = ("accountkey", "sharedaccesskey", "sharedaccesssignature")
+def service_bus_connection(name: str = "ServiceBusConnection", values: Values | None = None) -> Connection:
+    """The Service Bus connection ``name`` (see :mod:`common.connections`)."""
+    return _connection("servicebus", name, values)
 
 
-def connection_string_parts(value: str) -> dict[str, str]:
-    """The ``key=value`` parts; the keys' values are registered for masking in logs and errors."""
-    from common.logs import register_secret
-
-    parts: dict[str, str] = {}
-    for piece in value.split(";"):
-        if "=" in piece:
-            key, _, val = piece.partition("=")
-            parts[key.strip().lower()] = val.strip()
-    for name in _SECRET_PARTS:
-        register_secret(parts.get(name))
-    return parts
+def cosmos_connection(name: str = "CosmosConnection", values: Values | None = None) -> Connection:
+    """The Cosmos DB connection ``name`` (see :mod:`common.connections`)."""
+    return _connection("cosmos", name, values)
 
 
-@_cache_by_name
-def service_bus_connection(name: str = "ServiceBusConnection") -> Connection:
-    conn = _raw(name)
-    if conn is not None:
-        if "endpoint" not in connection_string_parts(conn):
-            raise ConfigurationError(
-                name, "must be a Service Bus connection string ('Endpoint=sb://<namespace>/;SharedAccessKeyName=...;...')."
-            )
-        return Connection(name, "servicebus", connection_string=conn)
-    namespace = _raw(f"{name}__fullyQualifiedNamespace")
-    if namespace is None:
-        raise ConfigurationError(
-            f"{name}__fullyQualifiedNamespace",
-            f"is not set (nor is '{name}'); set it to a namespace such as 'my-ns.servicebus.windows.net'.",
-        )
-    host = urlsplit(namespace).hostname if "://" in namespace else namespace.strip("/")
-    if not host or not re.fullmatch(r"[A-Za-z0-9.\-]+(:\d+)?", host):
-        raise ConfigurationError(
-            f"{name}__fullyQualifiedNamespace", "must be a host name such as 'my-ns.servicebus.windows.net'."
-        )
-    return Connection(name, "servicebus", endpoint=host)
-
-
-@_cache_by_name
-def cosmos_connection(name: str = "CosmosConnection") -> Connection:
-    conn = _raw(name)
-    if conn is not None:
-        parts = connection_string_parts(conn)
-        if "accountendpoint" not in parts or "accountkey" not in parts:
-            raise ConfigurationError(
-                name, "must be a Cosmos DB connection string ('AccountEndpoint=https://...;AccountKey=...;')."
-            )
-        return Connection(name, "cosmos", connection_string=conn)
-    setting = f"{name}__accountEndpoint"
-    endpoint = _raw(setting)
-    if endpoint is None:
-        raise ConfigurationError(
-            setting, f"is not set (nor is '{name}'); set it to an endpoint such as 'https://my-account.documents.azure.com:443/'."
-        )
-    return Connection(name, "cosmos", endpoint=_https_url(setting, endpoint, "https://my-account.documents.azure.com:443/"))
-
-
-@_cache_by_name
-def storage_connection(name: str = "EtlStorage") -> Connection:
-    conn = _raw(name)
-    if conn is not None:
-        parts = connection_string_parts(conn)
-        if not (parts.get("usedevelopmentstorage") == "true" or "accountname" in parts or "blobendpoint" in parts):
-            raise ConfigurationError(
-                name,
-                "must be a storage connection string ('DefaultEndpointsProtocol=https;AccountName=...;...' "
-                "or 'UseDevelopmentStorage=true').",
-            )
-        return Connection(name, "storage", connection_string=conn)
-    uri = _raw(f"{name}__blobServiceUri")
-    if uri is not None:
-        return Connection(name, "storage", endpoint=_https_url(f"{name}__blobServiceUri", uri, "https://myaccount.blob.core.windows.net"))
-    account = _raw(f"{name}__accountName")
-    if account is not None:
-        if not re.fullmatch(r"[a-z0-9]{3,24}", account):
-            raise ConfigurationError(f"{name}__accountName", "must be a storage account name (3-24 lowercase letters and digits).")
-        return Connection(name, "storage", endpoint=f"https://{account}.blob.core.windows.net/")
-    raise ConfigurationError(
-        f"{name}__blobServiceUri",
-        f"is not set (nor '{name}__accountName' or '{name}'); set it to a URI such as 'https://myaccount.blob.core.windows.net'.",
-    )
+def storage_connection(name: str = "EtlStorage", values: Values | None = None) -> Connection:
+    """The storage connection ``name`` (see :mod:`common.connections`)."""
+    return _connection("storage", name, values)

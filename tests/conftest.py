@@ -27,19 +27,9 @@ hypothesis_settings.register_profile("default", max_examples=60, deadline=None, 
 hypothesis_settings.register_profile("deep", max_examples=2000, deadline=None, suppress_health_check=_PROPERTY_CHECKS)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-#: Every app setting the app reads; cleared before each test so the machine's environment cannot leak in.
-APP_SETTINGS = (
-    "KEY_VAULT_URL", "API_KEY_SECRET_NAME", "API_KEY", "SECRET_CACHE_TTL_SECONDS", "SECRET_MAX_STALE_SECONDS",
-    "AZURE_CLIENT_ID", "IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID",
-    "ServiceBusConnection", "ServiceBusConnection__fullyQualifiedNamespace",
-    "INPUT_QUEUE_NAME", "OUTPUT_QUEUE_NAME", "INVALID_QUEUE_NAME", "QUEUE_SEND_MAX_ATTEMPTS", "QUEUE_SEND_BUDGET_SECONDS",
-    "CosmosConnection", "CosmosConnection__accountEndpoint", "COSMOS_DATABASE", "COSMOS_CONTAINER",
-    "EtlStorage", "EtlStorage__blobServiceUri", "EtlStorage__accountName",
-    "ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE", "ETL_WRITE_BUDGET_SECONDS",
-    "RETENTION_DAYS", "CLEANUP_MAX_DELETES", "CLEANUP_DRY_RUN", "CLEANUP_DELETE_CONCURRENCY", "CLEANUP_PAGE_SIZE",
-    "CLEANUP_TIME_BUDGET_SECONDS",
-    "APPLICATIONINSIGHTS_CONNECTION_STRING", "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY", "TELEMETRY_CONSOLE",
-)
+#: Every setting the app reads, derived from the settings groups' declarations; cleared before
+#: each test so the machine's environment cannot leak in.
+APP_SETTINGS = settings.setting_names()
 
 
 def reset_process_state() -> None:

@@ -1,0 +1,43 @@
+"""What the app reads from its own host.json: the function timeout, which bounds every budget.
+
+::
+
+    from common.host_config import function_timeout_seconds
+
+    function_timeout_seconds()   # 600.0 for "functionTimeout": "00:10:00"; None when unbounded
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import re
+from pathlib import Path
+
+from common.errors import ConfigurationError
+
+__all__ = ["APP_ROOT", "function_timeout_seconds", "read_function_timeout"]
+
+APP_ROOT = Path(__file__).resolve().parent.parent
+
+
+@functools.lru_cache(maxsize=1)
+def function_timeout_seconds() -> float | None:
+    """The app's host.json ``functionTimeout`` in seconds (read once); None when unbounded or absent."""
+    return read_function_timeout(APP_ROOT / "host.json")
+
+
+def read_function_timeout(host_json: Path) -> float | None:
+    """``functionTimeout`` of the given host.json in seconds; None when unbounded or absent."""
+    try:
+        data = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    value = data.get("functionTimeout")
+    if value in (None, "-1"):
+        return None
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?", str(value))
+    if not match:
+        raise ConfigurationError("functionTimeout", f"in host.json must look like '00:10:00'; got {value!r}.")
+    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
+    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,3 +78,40 @@ def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
 
 
 
+
+
+def use_fake_clients(monkeypatch: pytest.MonkeyPatch, *, cosmos: object | None = None, blobs: object | None = None,
+                     bus: object | None = None, vault: object | None = None,
+                     service_bus_client: object | None = None) -> None:
+    """Put fakes behind ``common.clients``' factories, for tests that go through a function's ``main``.
+
+    ``main`` takes only its bindings (the runtime refuses any other parameter), so it gets its
+    clients from the factories; the logic below it takes them as arguments, and its tests pass
+    fakes directly. Each stand-in accepts exactly the arguments the real factory accepts
+    (bound against its signature), so a test cannot call a factory in a way production can't.
+    ``bus`` is a ``tests.fakes.FakeServiceBus``: its ``sender_for`` plays ``queue_sender``.
+    """
+    import inspect
+
+    from common import clients
+
+    def stand_in(factory: str, produce: Callable[..., object]) -> None:
+        signature = inspect.signature(getattr(clients, factory))
+
+        def fake(*args: object, **kwargs: object) -> object:
+            bound = signature.bind(*args, **kwargs)
+            bound.apply_defaults()
+            return produce(**bound.arguments)
+
+        monkeypatch.setattr(clients, factory, fake)
+
+    if cosmos is not None:
+        stand_in("cosmos_container", lambda **_: cosmos)
+    if blobs is not None:
+        stand_in("blob_service_client", lambda **_: blobs)
+    if vault is not None:
+        stand_in("secret_client", lambda **_: vault)
+    if service_bus_client is not None:
+        stand_in("service_bus_client", lambda **_: service_bus_client)
+    if bus is not None:
+        stand_in("queue_sender", lambda queue_name, **_: bus.sender_for(queue_name))  # type: ignore[attr-defined]

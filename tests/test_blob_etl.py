@@ -14,7 +14,7 @@ from BlobEtl.etl import BlobRef, process_blob, run_etl, summary_blob_name
 from BlobEtl.records import BlobFormatError, InvalidRecord, check_blob, detect_format, iter_records, validate_record
 from common.logs import bind_invocation
 from common.settings import EtlSettings
-from tests.conftest import FakeContext
+from tests.conftest import FakeContext, use_fake_clients
 from tests.fakes import FakeContainer, cosmos_error
 
 CFG = EtlSettings(input_container="incoming", summary_container="summaries", write_concurrency=8,
@@ -269,11 +269,8 @@ class FakeBlobService:
 
 async def test_main_writes_one_summary_per_blob_and_logs(monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
-    from common import clients
-
     container, blobs = FakeContainer(), FakeBlobService()
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
-    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+    use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
 
     class Stream:
         name = "incoming/day1.json"

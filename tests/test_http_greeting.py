@@ -9,8 +9,7 @@ import pytest
 from azure.core.exceptions import ServiceRequestError
 
 import HttpGreeting
-from common import clients
-from tests.conftest import FakeContext, set_env
+from tests.conftest import FakeContext, set_env, use_fake_clients
 from tests.fakes import FakeSecretClient
 
 API_KEY = "test-api-key-0123456789"
@@ -49,7 +48,7 @@ def local_key(monkeypatch: pytest.MonkeyPatch) -> None:
 def vault(monkeypatch: pytest.MonkeyPatch) -> FakeSecretClient:
     set_env(monkeypatch, KEY_VAULT_URL="https://unit-test.vault.azure.net/")
     fake = FakeSecretClient({"greeting-api-key": API_KEY})
-    monkeypatch.setattr(clients, "secret_client", lambda: fake)
+    use_fake_clients(monkeypatch, vault=fake)
     return fake
 
 

@@ -15,7 +15,7 @@ from common import clients
 from common.logs import InvocationFailed
 from common.settings import QueueSettings
 from QueueProcessor.processing import InboundMessage, output_message_id, parse_event, process_message
-from tests.conftest import FakeContext, set_env
+from tests.conftest import FakeContext, set_env, use_fake_clients
 from tests.fakes import FakeServiceBus
 
 QUEUES = QueueSettings(input_queue="in", output_queue="out", invalid_queue="invalid",
@@ -25,7 +25,7 @@ QUEUES = QueueSettings(input_queue="in", output_queue="out", invalid_queue="inva
 @pytest.fixture
 def bus(monkeypatch: pytest.MonkeyPatch) -> FakeServiceBus:
     fake = FakeServiceBus("out", "invalid")
-    monkeypatch.setattr(clients, "queue_sender", fake.sender_for)
+    use_fake_clients(monkeypatch, bus=fake)
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid",
             QUEUE_SEND_MAX_ATTEMPTS="4", QUEUE_SEND_BUDGET_SECONDS="5")
     return fake
@@ -235,7 +235,7 @@ async def test_a_cancelled_send_discards_the_cached_sender_and_the_next_builds_a
         def get_queue_sender(self, name: str) -> FakeSender:
             return next(senders)
 
-    monkeypatch.setattr(clients, "service_bus_client", lambda connection="ServiceBusConnection": Client())
+    use_fake_clients(monkeypatch, service_bus_client=Client())
     await run(trigger({"id": "a"}))
     await asyncio.sleep(0)  # the discarded sender is closed in the background
     assert hanging.closed and hanging.attempts == 1

@@ -21,8 +21,8 @@ import BlobEtl
 import CleanupTimer
 import HttpGreeting
 import QueueProcessor
-from common import clients, telemetry
-from tests.conftest import APP_ROOT, FakeContext, FakeTraceContext, set_env
+from common import telemetry
+from tests.conftest import APP_ROOT, FakeContext, FakeTraceContext, set_env, use_fake_clients
 from tests.fakes import FakeContainer, FakeServiceBus, cosmos_error
 from tests.test_blob_etl import FakeBlobService
 from tests.test_http_greeting import request as http_request
@@ -101,7 +101,7 @@ async def test_http_span_continues_the_host_trace_and_counts(otel: Telemetry, mo
 
 async def test_queue_trace_spans_input_processing_and_output(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
     bus = FakeServiceBus("out", "invalid")
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    use_fake_clients(monkeypatch, bus=bus)
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     from azure.servicebus import exceptions as sb
 
@@ -125,7 +125,7 @@ async def test_queue_trace_spans_input_processing_and_output(otel: Telemetry, mo
 
 async def test_invalid_message_is_counted_and_traced(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
     bus = FakeServiceBus("out", "invalid")
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    use_fake_clients(monkeypatch, bus=bus)
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     await QueueProcessor.main(sb_trigger(b"{nope"), context("QueueProcessor"))
     assert otel.finished("send invalid")
@@ -135,8 +135,7 @@ async def test_invalid_message_is_counted_and_traced(otel: Telemetry, monkeypatc
 
 async def test_etl_records_a_span_per_batch(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
     container, blobs = FakeContainer(), FakeBlobService()
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
-    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+    use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
     set_env(monkeypatch, ETL_BATCH_SIZE="40")
     records = [{"id": f"r{i}", "data": "d", "source": "s", "type": "t"} for i in range(100)] + [{"id": 1}]
 
@@ -161,7 +160,7 @@ async def test_cleanup_records_a_span_per_page(otel: Telemetry, monkeypatch: pyt
     container = FakeContainer()
     for i in range(30):
         await container.upsert_item({"id": f"o{i}", "timestamp": "2001-01-01T00:00:00.000Z"})
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    use_fake_clients(monkeypatch, cosmos=container)
     set_env(monkeypatch, CLEANUP_PAGE_SIZE="10")
     await CleanupTimer.main(TimerRequest(past_due=False), context("CleanupTimer"))
     pages = otel.finished("cleanup.page")
@@ -174,7 +173,7 @@ async def test_a_failing_invocation_marks_its_span_without_the_raw_message(otel:
                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     container = FakeContainer()
     container.failures["query"] = [cosmos_error(401, "bad key AccountKey=leakedsecretvalue==")]
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    use_fake_clients(monkeypatch, cosmos=container)
     from azure.functions.timer import TimerRequest
 
     from common.logs import InvocationFailed
@@ -205,9 +204,8 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
     bus.senders["out"].failures = [sb.ServiceBusConnectionError(message=f"link failed SharedAccessKey={SECRET}")]
     container, blobs = FakeContainer(), FakeBlobService()
     container.failures["upsert"] = [cosmos_error(503, f"unavailable AccountKey={SECRET}")]
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
-    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
 
     class Stream:
         name = "incoming/s.json"
@@ -253,7 +251,7 @@ print(json.dumps([resp.status_code, loaded, telemetry.trace_headers()]))
 
 async def test_telemetry_off_still_propagates_the_host_trace_to_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = FakeServiceBus("out", "invalid")
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    use_fake_clients(monkeypatch, bus=bus)
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     await QueueProcessor.main(sb_trigger({"id": "a"}), context("QueueProcessor"))
     assert bus.queues["out"].messages[0].application_properties["traceparent"].split("-")[1] == HOST_TRACE

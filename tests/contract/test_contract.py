@@ -14,8 +14,7 @@ import sys
 import pytest
 import pytest_asyncio
 
-from common import clients
-from tests.conftest import APP_ROOT, set_env
+from tests.conftest import APP_ROOT, set_env, use_fake_clients
 from tests.fakes import FakeContainer, FakeServiceBus
 
 pytestmark = [
@@ -63,7 +62,7 @@ async def test_http_trigger_round_trip(host, monkeypatch: pytest.MonkeyPatch) ->
 
 async def test_service_bus_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     bus = FakeServiceBus("orders-out", "orders-invalid")
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    use_fake_clients(monkeypatch, bus=bus)
     set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
             INVALID_QUEUE_NAME="orders-invalid")
     await host.invoke("QueueProcessor", *host.service_bus(
@@ -86,7 +85,7 @@ async def test_failed_send_fails_the_invocation(host, monkeypatch: pytest.Monkey
 
     bus = FakeServiceBus("orders-out", "orders-invalid")
     bus.senders["orders-out"].failures = [MessagingEntityNotFoundError(message="queue is gone")]
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    use_fake_clients(monkeypatch, bus=bus)
     set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
             INVALID_QUEUE_NAME="orders-invalid")
     response = await host.invoke("QueueProcessor", *host.service_bus("QueueProcessor", b'{"id": "x"}'), check=False)
@@ -98,7 +97,7 @@ async def test_timer_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch)
     container = FakeContainer()
     await container.upsert_item({"id": "ancient", "timestamp": "2001-01-01T00:00:00.000Z"})
     await container.upsert_item({"id": "fresh", "timestamp": "2999-01-01T00:00:00.000Z"})
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    use_fake_clients(monkeypatch, cosmos=container)
     await host.invoke("CleanupTimer", *host.timer("CleanupTimer", past_due=True))
     assert [key[0] for key in container.items] == ["fresh"]
 
@@ -107,8 +106,7 @@ async def test_blob_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch) 
     from tests.test_blob_etl import FakeBlobService
 
     container, blobs = FakeContainer(), FakeBlobService()
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
-    monkeypatch.setattr(clients, "blob_service_client", lambda name="EtlStorage": blobs)
+    use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
     data = json.dumps([{"id": "a", "data": "x", "source": "s", "type": "t"}, {"id": 1}]).encode()
     await host.invoke("BlobEtl", *host.blob("BlobEtl", data, container="incoming", name="2026/day.json",
                                             properties={"ContentType": "application/json"}))
@@ -125,7 +123,7 @@ async def test_a_failure_reaches_the_host_without_secrets(host, monkeypatch: pyt
     bus = FakeServiceBus("orders-out", "orders-invalid")
     bus.senders["orders-out"].failures = [ServiceBusAuthenticationError(
         message="CBS failed: Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=TOPSECRETKEYVALUE==")]
-    monkeypatch.setattr(clients, "queue_sender", bus.sender_for)
+    use_fake_clients(monkeypatch, bus=bus)
     set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
             INVALID_QUEUE_NAME="orders-invalid")
     response = await host.invoke("QueueProcessor", *host.service_bus("QueueProcessor", b'{"id": "x"}'), check=False)

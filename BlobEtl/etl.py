@@ -32,6 +32,7 @@ from common.logs import InvocationLog, describe_error
 from common.errors import ConfigurationError, InvalidInput
 from common.retry import RetryPolicy, cosmos_write_policy, retry_async, summary_upload_policy
 from common.settings import EtlSettings
+from common.timing import elapsed_ms, utc_timestamp
 
 from .records import (
     BlobFormatError,
@@ -41,7 +42,6 @@ from .records import (
     detect_format,
     iter_records,
     to_item,
-    utc_timestamp,
     validate_record,
 )
 
@@ -367,7 +367,7 @@ async def process_blob(
         summary = await run_etl(data, source_blob=source_blob, container=container, cfg=cfg, log=log)
     except Exception as exc:
         log.error("etl.failed", outcome="retry", bytes=len(data), error=describe_error(exc),
-                  durationMs=round((time.perf_counter() - started) * 1000, 3))
+                  durationMs=elapsed_ms(started))
         raise
     summary_path = await write_summary(blob_service, cfg.summary_container, BlobRef.parse(source_blob), summary,
                                        summary_upload_policy(cfg.write_budget_seconds))

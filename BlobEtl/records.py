@@ -18,7 +18,6 @@ import io
 from collections.abc import Iterator
 from decimal import Decimal
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal
 
 from common.errors import InvalidInput
@@ -221,10 +220,6 @@ def _json_type(value: Any) -> str:
     if isinstance(value, list):
         return "array"
     return "object"
-
-
-def utc_timestamp(now: datetime) -> str:
-    return now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def to_item(record: dict[str, Any], source_blob: str, timestamp: str) -> dict[str, Any]:

@@ -19,11 +19,14 @@ from typing import Any
 from common import settings, strict_json, telemetry
 from common.errors import InvalidInput
 from common.logs import InvocationLog
+from common.timing import elapsed_ms
 from common.secrets import SecretUnavailableError, get_secret
 
 MAX_NAME_LENGTH = 100
 MAX_BODY_BYTES = 64 * 1024
 RETRY_AFTER_SECONDS = 30
+#: One answer for a missing key, a wrong key and no key configured: the caller learns nothing more.
+UNAUTHORIZED = {"error": "Missing or invalid API key (header 'x-api-key')."}
 _SANE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 KeyLoader = Callable[[], Awaitable[str | None]]
@@ -122,6 +125,14 @@ async def respond(
     log: InvocationLog,
     load_api_key: KeyLoader = load_configured_api_key,
 ) -> Reply:
+    """The reply to one request. Raises nothing: every outcome is a status.
+
+    Errors (:mod:`common.errors`) become statuses here: :class:`~common.errors.InvalidInput`
+    (``BadRequest``) a 400 with the reason, :class:`~common.secrets.SecretUnavailableError`
+    (a :class:`~common.errors.TransientFailure`) a 503 with ``Retry-After``, and anything
+    unexpected, a :class:`~common.errors.ConfigurationError` included, a 500 whose detail
+    goes to the log only.
+    """
     started = time.perf_counter()
     correlation_id = correlation_id_for(request.caller_correlation_id, invocation_id)
     log = log.bind(correlationId=correlation_id)
@@ -131,7 +142,7 @@ async def respond(
     def reply(status: int, body: dict[str, Any], outcome: str, **extra_headers: str) -> Reply:
         elapsed = time.perf_counter() - started
         level = log.warning if 400 <= status < 500 else (log.error if status >= 500 else log.info)
-        level("greeting.completed", status=status, outcome=outcome, durationMs=round(elapsed * 1000, 3))
+        level("greeting.completed", status=status, outcome=outcome, durationMs=elapsed_ms(started))
         telemetry.count("app.greeting.requests", outcome=outcome, **{"http.response.status_code": status})
         dimensions: dict[str, str | int] = {"http.request.method": request.method, "http.response.status_code": status}
         telemetry.record_duration("http.server.request.duration", elapsed, **dimensions)
@@ -151,9 +162,9 @@ async def respond(
                 reason=f"no API key: set secret '{cfg.api_key_secret_name}' in the vault at KEY_VAULT_URL, "
                 f"or (locally) the app setting '{cfg.local_api_key_setting}'; refusing every request",
             )
-            return reply(401, {"error": "Missing or invalid API key (header 'x-api-key')."}, "key_not_configured")
+            return reply(401, dict(UNAUTHORIZED), "key_not_configured")
         if not request.api_key or not keys_match(request.api_key, expected):
-            return reply(401, {"error": "Missing or invalid API key (header 'x-api-key')."},
+            return reply(401, dict(UNAUTHORIZED),
                          "missing_key" if not request.api_key else "wrong_key")
         try:
             name = extract_name(request.params, request.body)

@@ -37,6 +37,7 @@ from common.errors import InvalidInput
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, queue_send_policy, retry_async
 from common.settings import QueueSettings
+from common.timing import elapsed_ms, utc_timestamp
 from common.strict_json import JsonInputError, dumps, has_unpaired_surrogate, loads
 
 if TYPE_CHECKING:
@@ -135,7 +136,7 @@ def build_result(event: Mapping[str, Any], source_message_id: str, now: datetime
     return {
         "id": event["id"],
         "status": "processed",
-        "processedTimestamp": now.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+        "processedTimestamp": utc_timestamp(now),
         "sourceMessageId": source_message_id,
         "payload": dict(event),
     }
@@ -288,9 +289,6 @@ async def process_message(
     if inbound.delivery_count is not None and inbound.delivery_count > 1:
         log.warning("message.redelivered", deliveryCount=inbound.delivery_count)
 
-    def elapsed_ms() -> float:
-        return round((time.perf_counter() - started) * 1000, 3)
-
     def outcome(name: str) -> None:
         telemetry.count("app.queue.messages", outcome=name, **{"messaging.destination.name": queues.input_queue})
         telemetry.record_duration("messaging.process.duration", time.perf_counter() - started, outcome=name)
@@ -303,11 +301,11 @@ async def process_message(
         except Exception as exc:
             outcome("failed")
             log.error("message.failed", outcome="failed", stage="route_invalid", reason=error.reason,
-                      error=describe_error(exc), durationMs=elapsed_ms())
+                      error=describe_error(exc), durationMs=elapsed_ms(started))
             raise
         outcome("invalid")
         log.warning("message.routed_invalid", outcome="invalid", reason=error.reason, detail=error.detail,
-                    queue=queues.invalid_queue, durationMs=elapsed_ms())
+                    queue=queues.invalid_queue, durationMs=elapsed_ms(started))
         return "invalid"
 
     try:
@@ -328,9 +326,9 @@ async def process_message(
                 f"'{queues.output_queue}' accepts: {describe_error(exc)}"))
         outcome("failed")
         log.error("message.failed", outcome="failed", stage="forward", error=describe_error(exc),
-                  durationMs=elapsed_ms())
+                  durationMs=elapsed_ms(started))
         raise
     outcome("forwarded")
     log.info("message.forwarded", outcome="forwarded", queue=queues.output_queue,
-             outputMessageId=message.message_id, durationMs=elapsed_ms())
+             outputMessageId=message.message_id, durationMs=elapsed_ms(started))
     return "forwarded"

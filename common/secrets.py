@@ -85,16 +85,22 @@ class SecretStore:
         fetch: Fetcher = _fetch_from_vault,
         *,
         clock: Callable[[], float] = time.monotonic,
+        config: Callable[[], settings.SecretSettings] = settings.secret_settings,
+        local_value: Callable[[str], str | None] = settings.local_secret,
     ) -> None:
+        """``config`` and ``local_value`` default to the app settings (read on each call, cached
+        there); a test passes its own instead of changing the environment."""
         self._fetch = fetch
         self._clock = clock
+        self._config = config
+        self._local_value = local_value
         self._entries: dict[str, _Entry] = {}
         self._inflight: dict[str, asyncio.Future[str | None]] = {}
 
     async def get(self, name: str, *, local_setting: str | None = None) -> str | None:
-        config = settings.secret_settings()
+        config = self._config()
         if config.key_vault_url is None:
-            value = settings.local_secret(local_setting) if local_setting else None
+            value = self._local_value(local_setting) if local_setting else None
             register_secret(value)
             return value
 

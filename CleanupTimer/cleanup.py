@@ -1,27 +1,57 @@
-"""Retention cleanup: delete items whose ``timestamp`` is older than the retention window.
+"""Retention cleanup: delete items whose ``timestamp`` is an instant older than the retention window.
 
-Safe: a parameterized query selects only what a delete needs (the id and the
-partition key value); a delete that answers 404 counts as already gone, so
-overlapping runs and Cosmos DB's own TTL cannot corrupt anything. Bounded:
-page by page with bounded concurrency, never holding the backlog in memory,
-and it stops taking pages before its time budget (derived from host.json's
-``functionTimeout``) or ``CLEANUP_MAX_DELETES`` runs out; the next run
-continues. Cheap: projections instead of ``SELECT *``, one query pass plus
-an empty confirming one.
+Safe: a parameterized query selects only what a delete needs (the id, the
+partition key value and the timestamp); a delete that answers 404 counts as
+already gone, so overlapping runs and Cosmos DB's own TTL cannot corrupt
+anything. Bounded: page by page with bounded concurrency, never holding the
+backlog in memory, and the whole run (page fetches, deletes in flight and their
+retries) ends at its time budget (derived from host.json's ``functionTimeout``)
+or when ``CLEANUP_MAX_DELETES`` runs out; the next run continues. Cheap:
+projections instead of ``SELECT *``, a range filter the index serves, one query
+pass plus a confirming one.
+
+Which timestamps are instants. An item is deleted only when its ``timestamp``
+reads as an instant before the cutoff; the instant is decided here, per item,
+never by string order (the query's string range only preselects, widened to
+cutoff + 14 h so that no timestamp with an offset is missed: see range_bound):
+
+- an instant is RFC 3339 with an explicit offset, ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm)``
+  (upper-case ``T`` and ``Z``, ASCII digits, any number of fraction digits, an offset within
+  ±14:00, the widest any time zone uses). BlobEtl writes ``2026-10-28T02:00:00.000Z``; an
+  offset is read as the instant it names (``…T09:00:00+07:00`` is 02:00 UTC); fraction digits
+  past microseconds are dropped, which cannot change a comparison with the millisecond cutoff;
+- not an instant, so never deleted: a date-time without an offset (local time of an unknown
+  zone: reason ``no_utc_offset``), and anything else: a date alone, a bare or epoch number as
+  a string, another date format, a space or lower-case separator, an impossible date or
+  offset, a leap second (``:60``, which ``datetime`` cannot hold), an empty or blank string
+  (reason ``unreadable_timestamp``).
+
+Skipped items are counted by reason (``report.skipped``); they stay until someone fixes or
+removes them, so they do not make ``moreRemain`` true. Only what the range filter selects is
+seen: a timestamp that is not a string (a number, null, missing), or a string that sorts after
+the range, is never selected, never deleted and not counted (counting them would need a scan
+of the whole container). Skipped and kept items are no progress, so they cannot keep passes
+going (a pass that deletes nothing ends the run). Every pass re-selects them, so
+both are counted per pass and the report keeps the largest pass count: the number of distinct
+items whenever one pass went through (a lower bound when the run stopped early), never a
+multiple of it, and without holding their ids in memory.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
 from common import telemetry
 from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
+from common.errors import TransientFailure
 from common.logs import InvocationLog, describe_error
 from common.retry import RetryPolicy, retry_async
 from common.settings import CleanupSettings
@@ -30,20 +60,31 @@ if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
 
 StopReason = Literal["done", "time_budget", "max_deletes", "error"]
+SkipReason = Literal["no_utc_offset", "unreadable_timestamp"]
 #: A new pass runs only while the last one deleted something (bounded all the same).
 MAX_PASSES = 5
 MAX_ERRORS_LOGGED = 5
+#: The widest UTC offset in use (Line Islands, +14:00); wider offsets are not read as instants.
+MAX_UTC_OFFSET = timedelta(hours=14)
+
+_INSTANT = re.compile(r"(\d{4})-(\d\d)-(\d\d)T(\d\d):(\d\d):(\d\d)(?:\.(\d+))?(?:Z|([+-])(\d\d):(\d\d))", re.ASCII)
+_NO_OFFSET = re.compile(r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?", re.ASCII)
 
 
 @dataclass
 class CleanupReport:
     cutoff: str
     dry_run: bool
+    #: Rows the query returned, all passes together (kept and skipped ones too): the read cost.
     scanned: int = 0
     deleted: int = 0
     already_gone: int = 0
     failed: int = 0
     would_delete: int = 0
+    #: Selected by the widened range, readable, not yet past the cutoff: kept (largest pass count).
+    not_yet_due: int = 0
+    #: Selected, never deleted because the timestamp is not an instant: count by reason (largest pass count).
+    skipped: dict[str, int] = field(default_factory=dict)
     pages: int = 0
     passes: int = 0
     request_charge: float = 0.0
@@ -54,17 +95,71 @@ class CleanupReport:
     def progress(self) -> int:
         return self.deleted + self.already_gone
 
+    @property
+    def more_remain(self) -> bool:
+        """Whether a later run has deletable work left (skipped items wait for a person, not a run)."""
+        return self.stopped in ("time_budget", "max_deletes", "error") or self.failed > 0
+
+    def summary(self) -> dict[str, Any]:
+        return {"cutoff": self.cutoff, "dryRun": self.dry_run, "scanned": self.scanned, "deleted": self.deleted,
+                "alreadyGone": self.already_gone, "failed": self.failed, "wouldDelete": self.would_delete,
+                "notYetDue": self.not_yet_due, "skipped": dict(self.skipped), "pages": self.pages,
+                "passes": self.passes, "stopped": self.stopped, "moreRemain": self.more_remain,
+                "requestCharge": round(self.request_charge, 2), "errors": self.errors}
+
+
+def utc_text(instant: datetime) -> str:
+    """ISO 8601 UTC with milliseconds and Z, as BlobEtl writes item timestamps."""
+    return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
 
 def expiry_cutoff(now: datetime, retention_days: int) -> str:
-    """ISO-8601 UTC with Z, comparable as a string with the items' timestamps."""
-    cutoff = now.astimezone(UTC) - timedelta(days=retention_days)
-    return cutoff.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """The cutoff instant, ISO 8601 UTC with milliseconds and Z."""
+    return utc_text(now.astimezone(UTC) - timedelta(days=retention_days))
+
+
+def read_instant(value: object) -> datetime | SkipReason:
+    """The instant a ``timestamp`` names (aware, UTC), or why it names none (see the module docstring)."""
+    match = _INSTANT.fullmatch(value) if isinstance(value, str) else None
+    if match is None:
+        return "no_utc_offset" if isinstance(value, str) and _NO_OFFSET.fullmatch(value) else "unreadable_timestamp"
+    year, month, day, hour, minute, second, fraction, sign, offset_h, offset_m = match.groups()
+    offset = timedelta(hours=int(offset_h or 0), minutes=int(offset_m or 0))
+    if int(offset_m or 0) > 59 or offset > MAX_UTC_OFFSET:
+        return "unreadable_timestamp"
+    try:
+        local = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second),
+                         int((fraction or "")[:6].ljust(6, "0")), tzinfo=UTC)
+        return local - offset if sign == "+" else local + offset
+    except (ValueError, OverflowError):  # 2026-02-30, 23:59:60, an instant before year 1
+        return "unreadable_timestamp"
+
+
+def range_bound(cutoff: str) -> str:
+    """The query's upper bound: the cutoff plus the widest offset.
+
+    A timestamp with a positive offset sorts by its local time, up to 14 h after its instant
+    (``2026-10-28T15:00:00+14:00`` is 01:00Z and sorts after ``2026-10-28T02:00:00.000Z``).
+    Comparing against the cutoff itself would miss it for ever; comparing against cutoff + 14 h
+    selects every readable expired item (and some not yet due, which are kept: the decision
+    is made per item, by instant). It suffices because an instant's text is fixed-width digits
+    up to the seconds, then ``.`` and digits, or an offset whose ``+``/``-`` sorts before the
+    bound's ``.``; a lower-case ``t``/``z`` or a space would sort apart, so those are not read.
+    """
+    return utc_text(_cutoff_instant(cutoff) + MAX_UTC_OFFSET)
+
+
+def _cutoff_instant(cutoff: str) -> datetime:
+    instant = read_instant(cutoff)
+    assert isinstance(instant, datetime), cutoff  # expiry_cutoff's own output
+    return instant
 
 
 def expired_items_query(key: PartitionKeyPath) -> str:
-    """Only the id and the partition key value(s); the cutoff is a parameter, never formatted in."""
-    projections = ['c["id"] AS id'] + [f"{expression} AS pk{i}" for i, expression in enumerate(key.select_expressions())]
-    return f'SELECT {", ".join(projections)} FROM c WHERE c["timestamp"] < @cutoff'
+    """The id, the partition key value(s) and the timestamp; the bound is a parameter, never formatted in."""
+    projections = (['c["id"] AS id'] + [f"{expression} AS pk{i}" for i, expression in enumerate(key.select_expressions())]
+                   + ['c["timestamp"] AS ts'])
+    return f'SELECT {", ".join(projections)} FROM c WHERE c["timestamp"] < @bound'
 
 
 def partition_value(row: Mapping[str, Any], key: PartitionKeyPath) -> Any:
@@ -74,8 +169,16 @@ def partition_value(row: Mapping[str, Any], key: PartitionKeyPath) -> Any:
     return values if key.hierarchical else values[0]
 
 
-class CleanupFailed(RuntimeError):
-    """The run could do nothing it was due to do."""
+class CleanupFailed(TransientFailure):
+    """The run could do nothing it was due to do; the next run retries. ``report`` says how far it got."""
+
+    def __init__(self, message: str, report: CleanupReport) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+class _OutOfTime(Exception):
+    """The run's deadline passed while something was in flight; it was cancelled."""
 
 
 class _Cleanup:
@@ -87,25 +190,46 @@ class _Cleanup:
         self.report = report
         self.deadline = deadline
         self.clock = clock
+        self.cutoff = _cutoff_instant(report.cutoff)
         self.semaphore = asyncio.Semaphore(cfg.delete_concurrency)
         self.charge = RequestCharge()
+        self.pass_not_yet_due = 0
+        self.pass_skipped: Counter[str] = Counter()
 
     def deletes_left(self) -> int | None:
         if self.cfg.max_deletes is None:
             return None
         return max(0, self.cfg.max_deletes - self.report.progress - self.report.would_delete)
 
-    async def delete(self, row: Mapping[str, Any], key: PartitionKeyPath) -> None:
+    @contextlib.asynccontextmanager
+    async def within_budget(self) -> AsyncIterator[None]:
+        """Cancel what runs inside at the deadline (read on ``clock``) and raise :class:`_OutOfTime`.
+
+        Cancelling is what keeps the run inside its budget: a hung page fetch or delete (or a
+        retry's backoff) otherwise holds the run until the SDK's own timeouts, page after page.
+        """
+        remaining = self.deadline - self.clock()
+        if remaining <= 0:
+            raise _OutOfTime
+        scope = asyncio.timeout(remaining)
+        try:
+            async with scope:
+                yield
+        except TimeoutError:
+            if scope.expired():
+                raise _OutOfTime from None
+            raise
+
+    async def delete(self, row: Mapping[str, Any], key: PartitionKeyPath, budget: float) -> None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-        budget = self.deadline - self.clock()
-        policy = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0, total_budget=max(1.0, budget))
+        policy = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0, total_budget=budget)
         async with self.semaphore:
             try:
                 await retry_async(
                     lambda: self.container.delete_item(row["id"], partition_key=partition_value(row, key),
                                                        response_hook=self.charge),
-                    policy,
+                    policy, clock=self.clock,
                 )
             except CosmosResourceNotFoundError:
                 self.report.already_gone += 1
@@ -122,8 +246,8 @@ class _Cleanup:
         The next page is fetched while the current one's deletes run, so the deletes never
         wait for a query round trip; at most two pages are held in memory.
         """
-        cutoff: list[dict[str, object]] = [{"name": "@cutoff", "value": self.report.cutoff}]
-        pages = self.container.query_items(query, parameters=cutoff, max_item_count=self.cfg.page_size,
+        bound: list[dict[str, object]] = [{"name": "@bound", "value": range_bound(self.report.cutoff)}]
+        pages = self.container.query_items(query, parameters=bound, max_item_count=self.cfg.page_size,
                                            response_hook=self.charge).by_page()
 
         async def next_rows() -> list[Any] | None:
@@ -133,37 +257,72 @@ class _Cleanup:
                 return None
             return [row async for row in page]
 
-        upcoming: asyncio.Future[list[Any] | None] = asyncio.ensure_future(next_rows())
+        self.pass_not_yet_due, self.pass_skipped = 0, Counter()
+        upcoming: asyncio.Task[list[Any] | None] = asyncio.create_task(next_rows())
         try:
-            while (rows := await upcoming) is not None:
-                upcoming = asyncio.ensure_future(next_rows())
-                await self._handle_page(rows, key)
+            while True:
+                async with self.within_budget():
+                    rows = await upcoming
+                if rows is None:
+                    return True
+                upcoming = asyncio.create_task(next_rows())
+                async with self.within_budget():
+                    await self._handle_page(rows, key)
                 if self.deletes_left() == 0:
                     self.report.stopped = "max_deletes"
                     return False
                 if self.clock() >= self.deadline:
                     self.report.stopped = "time_budget"
                     return False
-            return True
+        except _OutOfTime:
+            self.report.stopped = "time_budget"
+            return False
         finally:
-            if not upcoming.done():
-                upcoming.cancel()
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await upcoming
+            # Nothing of this pass outlives it: the prefetch is cancelled and awaited, the pager closed.
+            upcoming.cancel()
+            await asyncio.wait({upcoming})
+            if not upcoming.cancelled():
+                upcoming.exception()  # retrieved: a prefetch that failed after the pass ended is moot
+            aclose = getattr(pages, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
+            # Each pass sees the same kept and skipped items again: the largest pass is the count.
+            self.report.not_yet_due = max(self.report.not_yet_due, self.pass_not_yet_due)
+            for reason, count in self.pass_skipped.items():
+                self.report.skipped[reason] = max(self.report.skipped.get(reason, 0), count)
+
+    def _expired(self, row: Mapping[str, Any]) -> bool:
+        instant = read_instant(row.get("ts"))
+        if not isinstance(instant, datetime):
+            self.pass_skipped[instant] += 1
+            return False
+        if instant >= self.cutoff:
+            self.pass_not_yet_due += 1
+            return False
+        return True
 
     async def _handle_page(self, rows: list[Any], key: PartitionKeyPath) -> None:
         self.report.pages += 1
         self.report.scanned += len(rows)
+        rows = [row for row in rows if self._expired(row)]
         left = self.deletes_left()
         if left is not None:
             rows = rows[:left]
         deleted, gone, failed = self.report.deleted, self.report.already_gone, self.report.failed
+        # The page's timeout (within_budget) cancels these deletes at the deadline; the retry
+        # budget only keeps a retry from planning a backoff past it.
+        budget = max(self.deadline - self.clock(), 0.001)
         with telemetry.span("cleanup.page", attributes={"app.cleanup.page.number": self.report.pages,
                                                         "app.cleanup.page.items": len(rows)}) as page_span:
             if self.cfg.dry_run:
                 self.report.would_delete += len(rows)
             else:
-                await asyncio.gather(*(self.delete(row, key) for row in rows))
+                # A task group: when the deadline cancels the page, every delete is cancelled and
+                # awaited before the run goes on, so none outlives it.
+                async with asyncio.TaskGroup() as deletes:
+                    for row in rows:
+                        deletes.create_task(self.delete(row, key, budget))
             page_span.set_attributes({"app.cleanup.page.deleted": self.report.deleted - deleted,
                                       "app.cleanup.page.already_gone": self.report.already_gone - gone,
                                       "app.cleanup.page.failed": self.report.failed - failed})
@@ -177,11 +336,26 @@ async def delete_expired_records(
     now: datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
 ) -> CleanupReport:
-    """Delete (or, in dry-run mode, count) every item older than the retention window."""
+    """Delete (or, in dry-run mode, count) every item whose timestamp is an instant before the cutoff.
+
+    Returns within ``cfg.time_budget_seconds`` of ``clock`` (plus the moment cancelling takes),
+    with no task left running. Raises :class:`CleanupFailed` (a ``TransientFailure``) when the
+    run could do nothing it was due to: every delete failed, or the budget ran out before any
+    item was deleted (Cosmos DB hung). A query that fails before any progress raises the SDK's
+    own error unchanged (``azure.cosmos.exceptions.CosmosHttpResponseError``,
+    ``azure.core.exceptions.ServiceRequestError``...), as the error model wants. Never
+    ``InvalidInput``: unreadable timestamps are summarized in ``report.skipped``.
+    """
     report = CleanupReport(cutoff=expiry_cutoff(now or datetime.now(UTC), cfg.retention_days), dry_run=cfg.dry_run)
-    key = await partition_key_of(container)
-    query = expired_items_query(key)
     job = _Cleanup(container, cfg, log, report, clock() + cfg.time_budget_seconds, clock)
+    try:
+        async with job.within_budget():
+            key = await partition_key_of(container)
+    except _OutOfTime:
+        report.stopped = "time_budget"
+        raise CleanupFailed("Cosmos DB did not return the container's properties within the time budget "
+                            f"({cfg.time_budget_seconds:g} s); the next run retries", report) from None
+    query = expired_items_query(key)
     while report.passes < MAX_PASSES:
         progress_before = report.progress
         report.passes += 1
@@ -201,12 +375,21 @@ async def delete_expired_records(
     if report.failed and report.progress == 0:
         # Items were due and not one could be deleted (a missing role, Cosmos refusing writes):
         # fail the invocation so the failure is seen, as when the query itself fails.
-        raise CleanupFailed(f"{report.failed} deletes failed and none succeeded; first error: {report.errors[0]}")
+        raise CleanupFailed(f"{report.failed} deletes failed and none succeeded; first error: {report.errors[0]}",
+                            report)
+    if report.stopped == "time_budget" and report.progress == 0 and report.would_delete == 0:
+        raise CleanupFailed(f"nothing was deleted within the time budget ({cfg.time_budget_seconds:g} s): "
+                            "Cosmos DB hung or answered too slowly; the next run retries", report)
     return report
 
 
 async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: ContainerProxy | None = None) -> CleanupReport:
-    """The timer's work: clean up, then log one summary line."""
+    """The timer's work: clean up, then log one summary line (``cleanup.completed`` or ``cleanup.failed``).
+
+    Raises what :func:`delete_expired_records` raises: :class:`CleanupFailed` (a
+    ``TransientFailure``: the timer run fails, the next run resumes) or, when the query fails
+    before any progress, the Cosmos SDK's own error.
+    """
     from common import clients
 
     started = time.perf_counter()
@@ -214,22 +397,21 @@ async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: Co
     try:
         report = await delete_expired_records(container, cfg, log)
     except Exception as exc:
-        log.error("cleanup.failed", error=describe_error(exc), durationMs=round((time.perf_counter() - started) * 1000, 3))
+        fields = exc.report.summary() if isinstance(exc, CleanupFailed) else {}
+        log.error("cleanup.failed", **fields, error=describe_error(exc),
+                  durationMs=round((time.perf_counter() - started) * 1000, 3))
         raise
     elapsed = time.perf_counter() - started
     for outcome, amount in (("deleted", report.deleted), ("already_gone", report.already_gone),
                             ("failed", report.failed), ("would_delete", report.would_delete)):
         telemetry.count("app.cleanup.items", amount, outcome=outcome)
+    for reason, amount in report.skipped.items():
+        telemetry.count("app.cleanup.items", amount, outcome="skipped", reason=reason)
     telemetry.record_duration("app.cleanup.duration", elapsed, stopped=report.stopped)
-    level = log.info if report.failed == 0 and report.stopped in ("done", "max_deletes") else log.warning
-    level(
-        "cleanup.completed",
-        retentionDays=cfg.retention_days, cutoff=report.cutoff, dryRun=report.dry_run,
-        scanned=report.scanned, deleted=report.deleted, alreadyGone=report.already_gone, failed=report.failed,
-        wouldDelete=report.would_delete, pages=report.pages, passes=report.passes, stopped=report.stopped,
-        moreRemain=report.stopped in ("time_budget", "max_deletes", "error") or report.failed > 0,
-        requestCharge=round(report.request_charge, 2), durationMs=round(elapsed * 1000, 3),
+    healthy = report.failed == 0 and not report.skipped and report.stopped in ("done", "max_deletes")
+    (log.info if healthy else log.warning)(
+        "cleanup.completed", retentionDays=cfg.retention_days, **report.summary(),
+        durationMs=round(elapsed * 1000, 3),
         deletesPerSecond=round(report.deleted / elapsed, 1) if elapsed > 0 else None,
-        errors=report.errors,
     )
     return report

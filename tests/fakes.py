@@ -136,7 +136,13 @@ class FakeContainer:
       ``max_item_count`` results and continues after the last one returned, so deleting
       returned items does not make the next page skip any. It understands the
       projections and the ``<`` filter the app's queries use.
+      A projection of a path the item lacks is left out of the result, as the service leaves
+      out ``undefined``; ``<`` between different types is undefined, so it selects nothing.
     - ``failures`` scripts errors (for example 429 with a retry-after) per operation name.
+    - ``hang_after[name] = n``: after ``n`` answered calls, that operation (``read``, ``query``
+      for a page fetch, ``delete``, ``upsert``) never answers, as over a stalled connection;
+      only cancelling ends it. ``hanging`` is how many calls hang right now, ``abandoned`` how
+      many hung calls were cancelled.
     """
 
     def __init__(self, partition_key_paths: tuple[str, ...] = ("/id",), container_id: str = "records") -> None:
@@ -146,8 +152,11 @@ class FakeContainer:
         self.items: dict[tuple[str, str], dict] = {}
         self._rids: dict[tuple[str, str], int] = {}
         self._next_rid = 0
-        self.failures: dict[str, list[BaseException]] = {"upsert": [], "delete": [], "query": []}
+        self.failures: dict[str, list[BaseException]] = {"upsert": [], "delete": [], "query": [], "read": []}
         self.calls: dict[str, int] = {"upsert": 0, "delete": 0, "query": 0, "read": 0}
+        self.hang_after: dict[str, int] = {}
+        self.hanging = 0
+        self.abandoned = 0
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay = 0.0
@@ -156,7 +165,7 @@ class FakeContainer:
         self.charge = 5.0
 
     async def read(self, **kwargs) -> dict:  # noqa: ANN003
-        self.calls["read"] += 1
+        await self._operation("read")
         kind = "MultiHash" if len(self.paths) > 1 else "Hash"
         return {"id": self.id, "partitionKey": {"paths": list(self.paths), "kind": kind, "version": 2}}
 
@@ -175,6 +184,16 @@ class FakeContainer:
 
         return item_id, json.dumps(value)
 
+    async def _hang(self) -> None:
+        self.hanging += 1
+        try:
+            await asyncio.Event().wait()  # no answer, ever
+        except asyncio.CancelledError:
+            self.abandoned += 1
+            raise
+        finally:
+            self.hanging -= 1
+
     async def _operation(self, name: str) -> None:
         self.calls[name] += 1
         writes = name in ("upsert", "delete")  # in_flight counts writes: a query page may overlap them
@@ -182,6 +201,8 @@ class FakeContainer:
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
+            if name in self.hang_after and self.calls[name] > self.hang_after[name]:
+                await self._hang()
             if self.out_of_order and writes:
                 await asyncio.sleep(0.02 / self.calls[name])
             else:
@@ -244,21 +265,37 @@ class _FakePaged:
 
         return [dotted or quoted for dotted, quoted in re.findall(r'\.(\w+)|\[\s*"([^"]+)"\s*\]', path)]
 
-    @staticmethod
-    def _get(item: dict, segments: list[str]):  # noqa: ANN205
+    _UNDEFINED = object()
+
+    @classmethod
+    def _get(cls, item: dict, segments: list[str]):  # noqa: ANN206
         node = item
         for segment in segments:
             if not isinstance(node, dict) or segment not in node:
-                return None
+                return cls._UNDEFINED
             node = node[segment]
         return node
 
     def _matches(self, item: dict) -> bool:
         for segments, bound in self.filters:
             value = self._get(item, segments)
-            if not isinstance(value, type(bound)) or not value < bound:
+            # The service orders strings by code point (as Python does) and compares only values
+            # of one type: a number or null against a string bound is undefined, never true.
+            if self._kind(value) != self._kind(bound) or self._kind(bound) is None or not value < bound:
                 return False
         return True
+
+    @staticmethod
+    def _kind(value) -> str | None:  # noqa: ANN001
+        if isinstance(value, bool):
+            return "boolean"
+        if isinstance(value, (int, float)):
+            return "number"
+        return "string" if isinstance(value, str) else None
+
+    def _project(self, item: dict) -> dict:
+        projected = ((alias, self._get(item, segments)) for segments, alias in self.projections)
+        return {alias: value for alias, value in projected if value is not self._UNDEFINED}
 
     async def _pages(self):  # noqa: ANN202
         last_rid = 0
@@ -269,7 +306,7 @@ class _FakePaged:
             for rid, key in candidates:
                 item = self.container.items[key]
                 if self._matches(item):
-                    page.append({alias: self._get(item, segments) for segments, alias in self.projections})
+                    page.append(self._project(item))
                     last_rid = rid
                     if len(page) == self.page_size:
                         break

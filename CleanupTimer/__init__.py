@@ -21,4 +21,4 @@ async def main(mytimer: func.TimerRequest, context: func.Context) -> None:
         if mytimer.past_due:
             # The host missed a scheduled run (app stopped or scaled in): run now, as normal.
             log.warning("cleanup.past_due")
-        await run_cleanup(cfg=settings.cleanup_settings(), log=log)
+        await run_cleanup(cfg=settings.cleanup_settings(), log=log, function_timeout=settings.function_timeout_seconds())

@@ -108,6 +108,15 @@ class CleanupReport:
                 "requestCharge": round(self.request_charge, 2), "errors": self.errors}
 
 
+def time_budget(configured: float | None, function_timeout: float | None) -> float:
+    """Seconds the run may take: ``CLEANUP_TIME_BUDGET_SECONDS`` when set, else 80% of host.json's
+    ``functionTimeout`` less 30 s (at least 10 s), leaving time to log and for the host to finish;
+    600 s when the timeout is unbounded."""
+    if configured is not None:
+        return configured
+    return max(10.0, function_timeout * 0.8 - 30.0) if function_timeout else 600.0
+
+
 def utc_text(instant: datetime) -> str:
     """ISO 8601 UTC with milliseconds and Z, as BlobEtl writes item timestamps."""
     return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -335,10 +344,11 @@ async def delete_expired_records(
     *,
     now: datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
+    function_timeout: float | None = None,
 ) -> CleanupReport:
     """Delete (or, in dry-run mode, count) every item whose timestamp is an instant before the cutoff.
 
-    Returns within ``cfg.time_budget_seconds`` of ``clock`` (plus the moment cancelling takes),
+    Returns within its :func:`time_budget` of ``clock`` (plus the moment cancelling takes),
     with no task left running. Raises :class:`CleanupFailed` (a ``TransientFailure``) when the
     run could do nothing it was due to: every delete failed, or the budget ran out before any
     item was deleted (Cosmos DB hung). A query that fails before any progress raises the SDK's
@@ -347,14 +357,15 @@ async def delete_expired_records(
     ``InvalidInput``: unreadable timestamps are summarized in ``report.skipped``.
     """
     report = CleanupReport(cutoff=expiry_cutoff(now or datetime.now(UTC), cfg.retention_days), dry_run=cfg.dry_run)
-    job = _Cleanup(container, cfg, log, report, clock() + cfg.time_budget_seconds, clock)
+    budget = time_budget(cfg.time_budget_seconds, function_timeout)
+    job = _Cleanup(container, cfg, log, report, clock() + budget, clock)
     try:
         async with job.within_budget():
             key = await partition_key_of(container)
     except _OutOfTime:
         report.stopped = "time_budget"
         raise CleanupFailed("Cosmos DB did not return the container's properties within the time budget "
-                            f"({cfg.time_budget_seconds:g} s); the next run retries", report) from None
+                            f"({budget:g} s); the next run retries", report) from None
     query = expired_items_query(key)
     while report.passes < MAX_PASSES:
         progress_before = report.progress
@@ -378,12 +389,13 @@ async def delete_expired_records(
         raise CleanupFailed(f"{report.failed} deletes failed and none succeeded; first error: {report.errors[0]}",
                             report)
     if report.stopped == "time_budget" and report.progress == 0 and report.would_delete == 0:
-        raise CleanupFailed(f"nothing was deleted within the time budget ({cfg.time_budget_seconds:g} s): "
+        raise CleanupFailed(f"nothing was deleted within the time budget ({budget:g} s): "
                             "Cosmos DB hung or answered too slowly; the next run retries", report)
     return report
 
 
-async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: ContainerProxy | None = None) -> CleanupReport:
+async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: ContainerProxy | None = None,
+                      function_timeout: float | None = None) -> CleanupReport:
     """The timer's work: clean up, then log one summary line (``cleanup.completed`` or ``cleanup.failed``).
 
     Raises what :func:`delete_expired_records` raises: :class:`CleanupFailed` (a
@@ -395,7 +407,7 @@ async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: Co
     started = time.perf_counter()
     container = container if container is not None else clients.cosmos_container()
     try:
-        report = await delete_expired_records(container, cfg, log)
+        report = await delete_expired_records(container, cfg, log, function_timeout=function_timeout)
     except Exception as exc:
         fields = exc.report.summary() if isinstance(exc, CleanupFailed) else {}
         log.error("cleanup.failed", **fields, error=describe_error(exc),

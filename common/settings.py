@@ -262,22 +262,25 @@ class CleanupSettings:
     dry_run: bool
     delete_concurrency: int
     page_size: int
-    #: Seconds after which the run stops taking new pages.
-    time_budget_seconds: float
+    #: Seconds the whole run may take; None: derived from host.json's functionTimeout by the
+    #: cleanup itself (``CleanupTimer.cleanup.time_budget``), where that policy belongs.
+    time_budget_seconds: float | None = None
 
 
 @_group("RETENTION_DAYS", "CLEANUP_MAX_DELETES", "CLEANUP_DRY_RUN", "CLEANUP_DELETE_CONCURRENCY",
         "CLEANUP_PAGE_SIZE", "CLEANUP_TIME_BUDGET_SECONDS")
 def cleanup_settings(read: SettingsReader) -> CleanupSettings:
     max_deletes = read.integer("CLEANUP_MAX_DELETES", 0, minimum=0)
-    timeout = function_timeout_seconds()
-    default_budget = max(10.0, timeout * 0.8 - 30.0) if timeout else 600.0
-    budget = read.number("CLEANUP_TIME_BUDGET_SECONDS", default_budget, minimum=1.0)
-    if timeout and budget >= timeout:
-        raise ConfigurationError(
-            "CLEANUP_TIME_BUDGET_SECONDS",
-            f"must be below host.json's functionTimeout ({timeout:g} s), for example {default_budget:g}.",
-        )
+    budget: float | None = None
+    if read.raw("CLEANUP_TIME_BUDGET_SECONDS") is not None:
+        budget = read.number("CLEANUP_TIME_BUDGET_SECONDS", 0.0, minimum=1.0)
+        timeout = function_timeout_seconds()
+        if timeout and budget >= timeout:
+            raise ConfigurationError(
+                "CLEANUP_TIME_BUDGET_SECONDS",
+                f"must be below host.json's functionTimeout ({timeout:g} s), leaving time to log and finish; "
+                "leave it unset to derive it from the timeout.",
+            )
     return CleanupSettings(
         retention_days=read.integer("RETENTION_DAYS", 30, minimum=0, maximum=36500),
         max_deletes=max_deletes or None,

@@ -112,9 +112,13 @@ def test_function_timeout_is_read_from_host_json(tmp_path: Path) -> None:
 
 
 def test_cleanup_budget_is_derived_from_the_app_function_timeout() -> None:
+    from CleanupTimer.cleanup import time_budget
+
     timeout = settings.function_timeout_seconds()
     assert timeout == 600  # the repository's host.json
-    assert settings.cleanup_settings().time_budget_seconds == pytest.approx(timeout * 0.8 - 30)
+    assert settings.cleanup_settings().time_budget_seconds is None  # unset: the cleanup derives it
+    assert time_budget(settings.cleanup_settings().time_budget_seconds, timeout) == pytest.approx(timeout * 0.8 - 30)
+    assert time_budget(45.0, timeout) == 45.0 and time_budget(None, None) == 600.0
 
 
 def test_cleanup_budget_beyond_timeout_is_rejected(monkeypatch: pytest.MonkeyPatch) -> None:

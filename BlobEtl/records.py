@@ -23,6 +23,7 @@ from typing import Any, Literal
 from common.errors import InvalidInput
 from common.strict_json import (
     JsonInputError,
+    check_syntax,
     has_unpaired_surrogate,
     iter_array_elements,
     loads,
@@ -144,12 +145,15 @@ def check_blob(data: bytes, fmt: BlobFormat) -> None:
     offset = len(data) - len(view) + position
     try:
         for element in iter_array_elements(data, offset):
-            if element.depth <= MAX_NESTING:
-                try:
-                    loads_array_element(data, element, exact_numbers=True)
-                except JsonInputError as exc:
-                    if exc.reason == "not_json":
-                        raise
+            if element.depth > MAX_NESTING:
+                check_syntax(data, element.start, element.end)  # refused later, but must be JSON
+                continue
+            try:
+                loads_array_element(data, element, exact_numbers=True)
+            except JsonInputError as exc:
+                if exc.reason == "not_json":
+                    raise
+                check_syntax(data, element.start, element.end)  # a refused number must not hide a syntax error
     except JsonInputError as exc:
         raise BlobFormatError(f"blob {exc.detail}", exc.position) from None
 

@@ -114,8 +114,11 @@ async def load_configured_api_key() -> str | None:
 
 
 def keys_match(provided: str, expected: str) -> bool:
-    """Constant-time comparison, so timing does not reveal how much of the key matched."""
-    return hmac.compare_digest(provided.encode("utf-8"), expected.encode("utf-8"))
+    """Constant-time comparison, so timing does not reveal how much of the key matched.
+
+    ``surrogatepass``: a header may carry half of a UTF-16 pair; it is just a wrong key.
+    """
+    return hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
 async def respond(

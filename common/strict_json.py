@@ -51,6 +51,7 @@ from common.errors import InvalidInput
 __all__ = [
     "ArrayElement",
     "JsonInputError",
+    "check_syntax",
     "MAX_DEPTH",
     "MAX_INTEGER_DIGITS",
     "dumps",
@@ -289,6 +290,84 @@ def iter_array_elements(data: bytes, offset: int = 0) -> Iterator[ArrayElement]:
     extra = _NOT_WHITESPACE.search(data, position + 1)
     if extra is not None:
         raise _syntax_error(data, extra.start(), "Extra data")
+
+
+#: Syntax only: every number and constant is accepted and dropped, so no limit of the strict
+#: reader can stop the check (C speed, but recursive: only for values within the depth limit).
+_SYNTAX_ONLY = json.JSONDecoder(parse_int=lambda _: None, parse_float=lambda _: None,
+                                parse_constant=lambda _: None)
+_VALUE_TOKEN = re.compile(
+    rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'  # string
+    rb"|-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"     # number
+    rb"|true|false|null|NaN|Infinity|-Infinity")
+_STRING_TOKEN = re.compile(rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"')
+_WHITESPACE_RUN = re.compile(rb"[ \t\r\n]*+")
+
+
+def check_syntax(data: bytes, start: int, end: int) -> None:
+    """Raise :class:`JsonInputError` (``not_json``) unless ``data[start:end]`` is one JSON value.
+
+    Numbers of any length, ``NaN`` and ``Infinity`` pass, and any depth is checked without
+    building anything: an explicit stack, not recursion. For an element the strict reader
+    refused for a limit, so a syntax error inside it still makes the whole array malformed.
+    """
+    if exceeds_depth(data[start:end], MAX_DEPTH) is None:
+        try:
+            _SYNTAX_ONLY.decode(data[start:end].decode("utf-8"))
+        except json.JSONDecodeError as exc:
+            offset = len(data[start:end].decode("utf-8")[: exc.pos].encode("utf-8"))
+            raise _syntax_error(data, start + offset, exc.msg) from None
+        return
+    stack: list[int] = []
+    expect = "value"  # value | value_or_close | key | key_or_close | colon | comma_or_close
+    position = start
+    while True:
+        position = _WHITESPACE_RUN.match(data, position, end).end()  # type: ignore[union-attr]
+        if position >= end:
+            if expect == "comma_or_close" and not stack:
+                return
+            raise _syntax_error(data, position, "Expecting value" if expect.startswith("value") else "Unexpected end of data")
+        byte = data[position]
+        if expect == "comma_or_close" and not stack:
+            raise _syntax_error(data, position, "Extra data")
+        if expect in ("value", "value_or_close"):
+            if byte in _OPENERS:
+                stack.append(byte)
+                expect = "value_or_close" if byte == 0x5B else "key_or_close"
+                position += 1
+                continue
+            if byte == 0x5D and expect == "value_or_close":
+                stack.pop()
+                position += 1
+                expect = "comma_or_close"
+                continue
+            token = _VALUE_TOKEN.match(data, position, end)
+            if token is None:
+                raise _syntax_error(data, position, "Expecting value")
+            position, expect = token.end(), "comma_or_close"
+        elif expect in ("key", "key_or_close"):
+            if byte == 0x7D and expect == "key_or_close":
+                stack.pop()
+                position += 1
+                expect = "comma_or_close"
+                continue
+            token = _STRING_TOKEN.match(data, position, end)
+            if token is None:
+                raise _syntax_error(data, position, "Expecting property name enclosed in double quotes")
+            position, expect = token.end(), "colon"
+        elif expect == "colon":
+            if byte != 0x3A:
+                raise _syntax_error(data, position, "Expecting ':' delimiter")
+            position, expect = position + 1, "value"
+        else:  # comma_or_close inside a container
+            closer = 0x5D if stack[-1] == 0x5B else 0x7D
+            if byte == 0x2C:
+                position, expect = position + 1, ("value" if closer == 0x5D else "key")
+            elif byte == closer:
+                stack.pop()
+                position += 1
+            else:
+                raise _syntax_error(data, position, "Expecting ',' delimiter")
 
 
 def loads_array_element(data: bytes, element: ArrayElement, *, exact_numbers: bool = False) -> Any:

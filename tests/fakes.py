@@ -34,8 +34,47 @@ class FakeSecretClient:
             raise ResourceNotFoundError(f"(SecretNotFound) A secret with (name/id) {name} was not found in this key vault.")
         return FakeSecret(name, self.secrets[name])
 
+    async def fetch(self, name: str) -> str | None:
+        """What ``common.secrets`` reads from the vault: the value, or None for a missing secret."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            return (await self.get_secret(name)).value
+        except ResourceNotFoundError:
+            return None
+
     async def close(self) -> None:
         pass
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to, or when ``sleep`` is awaited."""
+
+    def __init__(self, start: float = 0.0) -> None:
+        self.now = start
+        self.sleeps: list[float] = []
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.now += seconds
+
+
+class Scripted:
+    """An async operation that raises each scripted error in turn, then returns ``result``."""
+
+    def __init__(self, *errors: BaseException, result: object = None) -> None:
+        self.errors = list(errors)
+        self.result = result
+        self.calls = 0
+
+    async def __call__(self) -> object:
+        self.calls += 1
+        if self.errors:
+            raise self.errors.pop(0)
+        return self.result
 
 
 class FakeQueue:

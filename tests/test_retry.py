@@ -6,6 +6,7 @@ import pytest
 from azure.core.exceptions import HttpResponseError, ResourceNotFoundError, ServiceRequestError
 
 from common.retry import RetryPolicy, is_transient, retry_after_seconds, retry_async
+from tests.fakes import FakeClock, Scripted
 
 
 class _Response:
@@ -20,19 +21,6 @@ class _Response:
 
 def http_error(status: int, headers: dict[str, str] | None = None) -> HttpResponseError:
     return HttpResponseError(message=f"status {status}", response=_Response(status, headers))
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
@@ -70,55 +58,30 @@ def test_retry_after_headers() -> None:
 
 async def test_succeeds_after_transient_failures_with_growing_backoff() -> None:
     clock = FakeClock()
-    calls = 0
-
-    async def flaky() -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 4:
-            raise http_error(503)
-        return "ok"
-
+    flaky = Scripted(http_error(503), http_error(503), http_error(503), result="ok")
     policy = RetryPolicy(max_attempts=5, base_delay=1.0, max_delay=100.0, total_budget=1000.0)
     result = await retry_async(flaky, policy, sleep=clock.sleep, clock=clock, jitter=lambda: 1.0)
-    assert result == "ok" and calls == 4
+    assert result == "ok" and flaky.calls == 4
     assert clock.sleeps == [1.0, 2.0, 4.0]
 
 
 async def test_full_jitter_scales_the_ceiling() -> None:
     clock = FakeClock()
-    calls = 0
-
-    async def flaky() -> None:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise ServiceRequestError("refused")
-
+    flaky = Scripted(ServiceRequestError("refused"), ServiceRequestError("refused"))
     await retry_async(flaky, RetryPolicy(base_delay=2.0), sleep=clock.sleep, clock=clock, jitter=lambda: 0.25)
     assert clock.sleeps == [0.5, 1.0]
 
 
 async def test_retry_after_is_honoured() -> None:
     clock = FakeClock()
-    calls = 0
-
-    async def throttled() -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 1:
-            raise http_error(429, {"x-ms-retry-after-ms": "2500"})
-
+    throttled = Scripted(http_error(429, {"x-ms-retry-after-ms": "2500"}))
     await retry_async(throttled, RetryPolicy(base_delay=0.1), sleep=clock.sleep, clock=clock, jitter=lambda: 1.0)
     assert clock.sleeps == [2.5]
 
 
 async def test_permanent_error_is_raised_at_once() -> None:
     clock = FakeClock()
-
-    async def broken() -> None:
-        raise http_error(400)
-
+    broken = Scripted(http_error(400))
     with pytest.raises(HttpResponseError):
         await retry_async(broken, RetryPolicy(), sleep=clock.sleep, clock=clock)
     assert clock.sleeps == []
@@ -126,12 +89,8 @@ async def test_permanent_error_is_raised_at_once() -> None:
 
 async def test_attempts_run_out_and_the_last_error_is_raised() -> None:
     clock = FakeClock()
-    errors = [http_error(503), http_error(502), http_error(504)]
+    failing = Scripted(http_error(503), http_error(502), http_error(504))
     retried: list[int] = []
-
-    async def failing() -> None:
-        raise errors.pop(0)
-
     with pytest.raises(HttpResponseError) as info:
         await retry_async(failing, RetryPolicy(max_attempts=3), sleep=clock.sleep, clock=clock,
                           on_retry=lambda attempt, delay, exc: retried.append(attempt))
@@ -141,16 +100,10 @@ async def test_attempts_run_out_and_the_last_error_is_raised() -> None:
 
 async def test_budget_stops_waiting_when_the_next_wait_would_exceed_it() -> None:
     clock = FakeClock()
-    calls = 0
-
-    async def failing() -> None:
-        nonlocal calls
-        calls += 1
-        raise http_error(429, {"retry-after": "30"})
-
+    failing = Scripted(*(http_error(429, {"retry-after": "30"}) for _ in range(10)))
     with pytest.raises(HttpResponseError):
         await retry_async(failing, RetryPolicy(max_attempts=10, total_budget=10), sleep=clock.sleep, clock=clock)
-    assert calls == 1 and clock.sleeps == []
+    assert failing.calls == 1 and clock.sleeps == []
 
 
 async def test_a_hanging_attempt_fails_within_the_budget() -> None:

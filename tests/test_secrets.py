@@ -8,32 +8,7 @@ from azure.core.exceptions import ClientAuthenticationError, ServiceRequestError
 from common import logs
 from common.secrets import SecretStore, SecretUnavailableError
 from tests.conftest import set_env
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-class FakeVault:
-    """Stands in for the vault read; counts fetches, can fail or be slow."""
-
-    def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
-        self.calls = 0
-        self.error: Exception | None = None
-        self.delay = 0.0
-
-    async def fetch(self, name: str) -> str | None:
-        self.calls += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.error is not None:
-            raise self.error
-        return self.values.get(name)
+from tests.fakes import FakeClock, FakeSecretClient
 
 
 @pytest.fixture
@@ -43,7 +18,7 @@ def vault_mode(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def test_local_mode_reads_the_app_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     set_env(monkeypatch, API_KEY="local-key-123")
-    vault = FakeVault({})
+    vault = FakeSecretClient({})
     store = SecretStore(vault.fetch)
     assert await store.get("greeting-api-key", local_setting="API_KEY") == "local-key-123"
     assert await store.get("greeting-api-key") is None
@@ -51,11 +26,11 @@ async def test_local_mode_reads_the_app_setting(monkeypatch: pytest.MonkeyPatch)
 
 
 async def test_values_are_cached_for_the_ttl(vault_mode: None) -> None:
-    clock = Clock()
-    vault = FakeVault({"k": "v1"})
+    clock = FakeClock(start=1000.0)
+    vault = FakeSecretClient({"k": "v1"})
     store = SecretStore(vault.fetch, clock=clock)
     assert await store.get("k") == "v1"
-    vault.values["k"] = "v2"
+    vault.secrets["k"] = "v2"
     clock.now += 299
     assert await store.get("k") == "v1"
     clock.now += 2
@@ -64,7 +39,7 @@ async def test_values_are_cached_for_the_ttl(vault_mode: None) -> None:
 
 
 async def test_concurrent_readers_share_one_fetch(vault_mode: None) -> None:
-    vault = FakeVault({"k": "value"})
+    vault = FakeSecretClient({"k": "value"})
     vault.delay = 0.05
     store = SecretStore(vault.fetch)
     results = await asyncio.gather(*(store.get("k") for _ in range(50)))
@@ -73,7 +48,7 @@ async def test_concurrent_readers_share_one_fetch(vault_mode: None) -> None:
 
 
 async def test_unreachable_vault_raises_a_clear_error(vault_mode: None) -> None:
-    vault = FakeVault({})
+    vault = FakeSecretClient({})
     vault.error = ServiceRequestError("Cannot connect to host unit-test.vault.azure.net")
     store = SecretStore(vault.fetch)
     with pytest.raises(SecretUnavailableError, match="Key Vault secret 'k' is unavailable: ServiceRequestError"):
@@ -81,15 +56,15 @@ async def test_unreachable_vault_raises_a_clear_error(vault_mode: None) -> None:
 
 
 async def test_denied_identity_is_unavailable_too(vault_mode: None) -> None:
-    vault = FakeVault({})
+    vault = FakeSecretClient({})
     vault.error = ClientAuthenticationError("no identity")
     with pytest.raises(SecretUnavailableError):
         await SecretStore(vault.fetch).get("k")
 
 
 async def test_stale_value_is_served_while_the_vault_is_down(vault_mode: None) -> None:
-    clock = Clock()
-    vault = FakeVault({"k": "v1"})
+    clock = FakeClock(start=1000.0)
+    vault = FakeSecretClient({"k": "v1"})
     store = SecretStore(vault.fetch, clock=clock)
     await store.get("k")
     vault.error = ServiceRequestError("down")
@@ -101,14 +76,14 @@ async def test_stale_value_is_served_while_the_vault_is_down(vault_mode: None) -
 
 
 async def test_missing_secret_is_none_and_remembered_briefly(vault_mode: None) -> None:
-    clock = Clock()
-    vault = FakeVault({})
+    clock = FakeClock(start=1000.0)
+    vault = FakeSecretClient({})
     store = SecretStore(vault.fetch, clock=clock)
     assert await store.get("absent") is None
     assert await store.get("absent") is None
     assert vault.calls == 1
     clock.now += 31
-    vault.values["absent"] = "now-here"
+    vault.secrets["absent"] = "now-here"
     assert await store.get("absent") == "now-here"
 
 
@@ -116,21 +91,21 @@ async def test_hanging_vault_times_out(vault_mode: None, monkeypatch: pytest.Mon
     from common import secrets
 
     monkeypatch.setattr(secrets, "FETCH_TIMEOUT_SECONDS", 0.1)
-    vault = FakeVault({"k": "v"})
+    vault = FakeSecretClient({"k": "v"})
     vault.delay = 30
     with pytest.raises(SecretUnavailableError, match="TimeoutError"):
         await SecretStore(vault.fetch).get("k")
 
 
 async def test_fetched_values_are_registered_for_redaction(vault_mode: None) -> None:
-    vault = FakeVault({"k": "very-secret-value-42"})
+    vault = FakeSecretClient({"k": "very-secret-value-42"})
     await SecretStore(vault.fetch).get("k")
     assert "very-secret-value-42" not in logs.redact("leaked very-secret-value-42")
 
 
 async def test_while_the_vault_is_down_the_stale_value_is_served_without_waiting(vault_mode: None) -> None:
-    clock = Clock()
-    vault = FakeVault({"k": "v1"})
+    clock = FakeClock(start=1000.0)
+    vault = FakeSecretClient({"k": "v1"})
     store = SecretStore(vault.fetch, clock=clock)
     await store.get("k")
     vault.error = ServiceRequestError("down")

@@ -302,6 +302,8 @@ _VALUE_TOKEN = re.compile(
     rb"|true|false|null|NaN|Infinity|-Infinity")
 _STRING_TOKEN = re.compile(rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"')
 _WHITESPACE_RUN = re.compile(rb"[ \t\r\n]*+")
+_VALUE_OR_CLOSE = "value_or_close"
+_KEY_OR_CLOSE = "key_or_close"
 
 
 def check_syntax(data: bytes, start: int, end: int) -> None:
@@ -330,27 +332,19 @@ def check_syntax(data: bytes, start: int, end: int) -> None:
         byte = data[position]
         if expect == "comma_or_close" and not stack:
             raise _syntax_error(data, position, "Extra data")
-        if expect in ("value", "value_or_close"):
+        if (expect, byte) in ((_VALUE_OR_CLOSE, 0x5D), (_KEY_OR_CLOSE, 0x7D)):  # an empty [] or {}
+            stack.pop()
+            position, expect = position + 1, "comma_or_close"
+        elif expect in ("value", _VALUE_OR_CLOSE):
             if byte in _OPENERS:
                 stack.append(byte)
-                expect = "value_or_close" if byte == 0x5B else "key_or_close"
-                position += 1
-                continue
-            if byte == 0x5D and expect == "value_or_close":
-                stack.pop()
-                position += 1
-                expect = "comma_or_close"
+                position, expect = position + 1, (_VALUE_OR_CLOSE if byte == 0x5B else _KEY_OR_CLOSE)
                 continue
             token = _VALUE_TOKEN.match(data, position, end)
             if token is None:
                 raise _syntax_error(data, position, "Expecting value")
             position, expect = token.end(), "comma_or_close"
-        elif expect in ("key", "key_or_close"):
-            if byte == 0x7D and expect == "key_or_close":
-                stack.pop()
-                position += 1
-                expect = "comma_or_close"
-                continue
+        elif expect in ("key", _KEY_OR_CLOSE):
             token = _STRING_TOKEN.match(data, position, end)
             if token is None:
                 raise _syntax_error(data, position, "Expecting property name enclosed in double quotes")

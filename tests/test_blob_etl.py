@@ -439,3 +439,17 @@ async def test_a_rerun_of_the_same_blob_reports_the_same_counts() -> None:
     first, container = await etl(data)
     second, _ = await etl(data, container=container)
     assert (first.written, first.superseded) == (second.written, second.superseded) == (2, 1)
+
+
+@pytest.mark.parametrize("bad", [
+    b'{"id": "n", "v": NaN "x": 1}',                      # refused number, and a missing comma
+    b'{"id": "n", "v": ' + b"9" * 5000 + b', "x" 1}',     # digit limit, and a missing colon
+    b'{"id": "d", "n": ' + b"[" * 100 + b"1,]" + b"]" * 99 + b"}",  # past the depth limit, and a trailing comma
+])
+async def test_a_record_refused_for_a_limit_is_still_syntax_checked(bad: bytes) -> None:
+    # Found by the property tests: the refusal used to skip the syntax check, so a malformed
+    # array was read as one bad record and the valid records around it were written.
+    data = b"[" + json.dumps(record(1)).encode() + b", " + bad + b", " + json.dumps(record(2)).encode() + b"]"
+    summary, container = await etl(data)
+    assert summary.status == "failed" and "not valid JSON" in (summary.error or "")
+    assert container.items == {}

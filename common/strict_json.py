@@ -43,7 +43,7 @@ import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from common.errors import InvalidInput
@@ -117,7 +117,12 @@ def _parse_float(text: str) -> float:
 
 def _parse_exact_float(text: str) -> float | Decimal:
     value = float(text)
-    return Decimal(text) if math.isinf(value) else value
+    if not math.isinf(value):
+        return value
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent past Decimal's own range (10**18)
+        raise _NumberRefused("number_out_of_range", f"the number {text[:40]} is outside the range of a decimal") from None
 
 
 def _parse_constant(name: str) -> Any:

@@ -53,8 +53,9 @@ from common import telemetry
 from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.errors import TransientFailure
 from common.logs import InvocationLog, describe_error
-from common.retry import RetryPolicy, retry_async
+from common.retry import cosmos_delete_policy, retry_async
 from common.settings import CleanupSettings
+from common.timing import elapsed_ms, utc_timestamp
 
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
@@ -117,14 +118,9 @@ def time_budget(configured: float | None, function_timeout: float | None) -> flo
     return max(10.0, function_timeout * 0.8 - 30.0) if function_timeout else 600.0
 
 
-def utc_text(instant: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and Z, as BlobEtl writes item timestamps."""
-    return instant.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def expiry_cutoff(now: datetime, retention_days: int) -> str:
     """The cutoff instant, ISO 8601 UTC with milliseconds and Z."""
-    return utc_text(now.astimezone(UTC) - timedelta(days=retention_days))
+    return utc_timestamp(now.astimezone(UTC) - timedelta(days=retention_days))
 
 
 def read_instant(value: object) -> datetime | SkipReason:
@@ -155,7 +151,7 @@ def range_bound(cutoff: str) -> str:
     up to the seconds, then ``.`` and digits, or an offset whose ``+``/``-`` sorts before the
     bound's ``.``; a lower-case ``t``/``z`` or a space would sort apart, so those are not read.
     """
-    return utc_text(_cutoff_instant(cutoff) + MAX_UTC_OFFSET)
+    return utc_timestamp(_cutoff_instant(cutoff) + MAX_UTC_OFFSET)
 
 
 def _cutoff_instant(cutoff: str) -> datetime:
@@ -232,7 +228,7 @@ class _Cleanup:
     async def delete(self, row: Mapping[str, Any], key: PartitionKeyPath, budget: float) -> None:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
-        policy = RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0, total_budget=budget)
+        policy = cosmos_delete_policy(budget)
         async with self.semaphore:
             try:
                 await retry_async(
@@ -411,7 +407,7 @@ async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: Co
     except Exception as exc:
         fields = exc.report.summary() if isinstance(exc, CleanupFailed) else {}
         log.error("cleanup.failed", **fields, error=describe_error(exc),
-                  durationMs=round((time.perf_counter() - started) * 1000, 3))
+                  durationMs=elapsed_ms(started))
         raise
     elapsed = time.perf_counter() - started
     for outcome, amount in (("deleted", report.deleted), ("already_gone", report.already_gone),

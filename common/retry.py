@@ -91,8 +91,8 @@ def queue_send_policy(max_attempts: int, budget_seconds: float) -> RetryPolicy:
 
 
 def cosmos_delete_policy(budget_seconds: float) -> RetryPolicy:
-    """One CleanupTimer delete, within what is left of the run's time budget."""
-    return RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0, total_budget=max(1.0, budget_seconds))
+    """One CleanupTimer delete, within what is left of the run's time budget (never past it)."""
+    return RetryPolicy(max_attempts=5, base_delay=0.5, max_delay=10.0, total_budget=max(0.001, budget_seconds))
 
 
 def _status_code(exc: BaseException) -> int | None:

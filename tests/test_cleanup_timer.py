@@ -15,7 +15,7 @@ from common.cosmos import PartitionKeyPath
 from common.errors import TransientFailure
 from common.logs import bind_invocation
 from common.settings import CleanupSettings
-from tests.conftest import FakeContext
+from tests.conftest import FakeContext, use_fake_clients
 from tests.fakes import FakeContainer, cosmos_error
 
 NOW = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
@@ -170,15 +170,13 @@ async def test_main_logs_past_due_and_a_summary(monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     from azure.functions.timer import TimerRequest
 
-    from common import clients
-
     container = FakeContainer()
     # main() reads the real clock: the items are dated from it, the fresh ones well after the
     # cutoff (within 14 h of it they would be read by the widened range, and kept).
     now = datetime.now(UTC)
     for i, days_ago in enumerate((31, 32, 33, 3, 4)):
         await container.upsert_item({"id": f"i{i}", "timestamp": (now - timedelta(days=days_ago)).isoformat()})
-    monkeypatch.setattr(clients, "cosmos_container", lambda: container)
+    use_fake_clients(monkeypatch, cosmos=container)
     with caplog.at_level(logging.INFO):
         await CleanupTimer.main(TimerRequest(past_due=True), FakeContext(function_name="CleanupTimer"))
     events = [json.loads(r.getMessage()) for r in caplog.records if r.name.startswith("app.")]

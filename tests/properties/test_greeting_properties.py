@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import unicodedata
 from typing import Any
 
@@ -31,6 +30,7 @@ import HttpGreeting
 from common.logs import bind_invocation
 from HttpGreeting.greeting import MAX_BODY_BYTES, MAX_NAME_LENGTH, GreetingRequest, respond
 from tests.conftest import FakeContext, set_env
+from tests.properties.oracle import Refused, strict_document
 
 #: Computed, not written out: hypothesis draws text from the string literals of the code under test,
 #: and a literal key could come back as a generated name (echoing the caller's own input is no leak).
@@ -133,40 +133,6 @@ def valid_name(value: Any) -> str | None:
     return name
 
 
-class _Refused(Exception):
-    pass
-
-
-def strict_document(body: bytes) -> Any:
-    """The body's JSON value under the strict rules (UTF-8, no NaN/Infinity, finite doubles, at most
-    4300 digits, 64 levels), read by the standard library; raises _Refused otherwise."""
-    def refuse(*_: Any) -> Any:
-        raise _Refused
-
-    def finite(text: str) -> float:
-        number = float(text)
-        if math.isinf(number):
-            raise _Refused
-        return number
-
-    def depth(value: Any) -> int:  # without recursion: the standard library builds values thousands deep
-        deepest, stack = 0, [(value, 0)]
-        while stack:
-            node, level = stack.pop()
-            if isinstance(node, (list, dict)):
-                deepest = max(deepest, level + 1)
-                stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
-        return deepest
-
-    try:
-        value = json.loads(body.removeprefix(b"\xef\xbb\xbf").decode("utf-8"), parse_constant=refuse, parse_float=finite)
-    except (ValueError, RecursionError):
-        raise _Refused from None
-    if depth(value) > 64:
-        raise _Refused
-    return value
-
-
 def expected_name(params: dict[str, str], body: bytes) -> str | None:
     """Who a caller with the right key is greeted as, or None for a 400."""
     if "name" in params:
@@ -175,7 +141,7 @@ def expected_name(params: dict[str, str], body: bytes) -> str | None:
         return None
     try:
         document = strict_document(body)
-    except _Refused:
+    except Refused:
         return None
     if not isinstance(document, dict) or "name" not in document:
         return None

@@ -36,6 +36,7 @@ from QueueProcessor.processing import MAX_REASON_LENGTH, InboundMessage, output_
 from tests.conftest import FakeContext, set_env
 from tests.fakes import FakeServiceBus
 from tests.test_queue_processor import QUEUES, amqp_round_trip
+from tests.properties.oracle import Refused, strict_document
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 REASONS = {"not_utf8", "not_json", "not_object", "missing_id", "result_too_large"}
@@ -132,42 +133,11 @@ INBOUND = st.builds(InboundMessage, body=BODIES, message_id=MESSAGE_IDS, correla
 
 # ------------------------------------------------------------------------- the contract, restated
 
-class _Refused(Exception):
-    pass
-
-
-def strict_document(body: bytes) -> Any:
-    """The body's value under the strict rules (UTF-8, no NaN/Infinity, finite doubles, at most 4300
-    digits, 64 levels), read by the standard library; _Refused otherwise."""
-    def refuse(*_: Any) -> Any:
-        raise _Refused
-
-    def finite(text: str) -> float:
-        number = float(text)
-        if math.isinf(number):
-            raise _Refused
-        return number
-
-    try:
-        value = json.loads(body.removeprefix(b"\xef\xbb\xbf").decode("utf-8"), parse_constant=refuse, parse_float=finite)
-    except (ValueError, RecursionError):
-        raise _Refused from None
-    deepest, stack = 0, [(value, 0)]
-    while stack:
-        node, level = stack.pop()
-        if isinstance(node, (list, dict)):
-            deepest = max(deepest, level + 1)
-            stack.extend((child, level + 1) for child in (node.values() if isinstance(node, dict) else node))
-    if deepest > 64:
-        raise _Refused
-    return value
-
-
 def expected_outcome(body: bytes) -> tuple[str, Any]:
     """("forwarded", event) or ("invalid", reasons it may be set aside with)."""
     try:
         document = strict_document(body)
-    except _Refused:
+    except Refused:
         return "invalid", {"not_utf8", "not_json"}
     if not isinstance(document, dict):
         return "invalid", {"not_object"}

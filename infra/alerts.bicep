@@ -53,7 +53,8 @@ resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing 
   name: blobEventsTopicName
 }
 
-// Any failed invocation (a request with success == false; host.json never samples requests).
+// Any failed invocation (a request with success == false). Requests are not sampled while
+// OTEL_TRACES_SAMPLER_ARG is 1.0 (the default of tracesSampleRatio); the metric counts itemCount.
 resource functionFailures 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   name: 'alert-function-failures-${resourceToken}'
   location: 'global'

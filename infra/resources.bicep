@@ -43,6 +43,14 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@description('HTTP requests one instance serves at once (Flex Consumption; the Python default is 1). HttpGreeting is async and I/O-bound.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+@description('Share of traces kept by the host and the worker (1.0: every request and span; lower it to cut ingestion cost).')
+param tracesSampleRatio string = '1.0'
+
 // ---------------------------------------------------------------------------
 // Names the app reads as settings, and names of the resources.
 
@@ -457,6 +465,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     // checkov:skip=CKV_AZURE_222: public endpoint on purpose: HttpGreeting is a public API, and Event Grid delivers blob events to the blobs webhook.
     // checkov:skip=CKV_AZURE_212: Flex Consumption allocates instances per function on demand (always-ready instances are an opt-in cost); there is no instance count to set.
     // checkov:skip=CKV_AZURE_213: App Service health check evicts unhealthy instances of plans with fixed instances; Flex Consumption manages its instances and the app has no health endpoint.
+    // checkov:skip=CKV_AZURE_78: siteConfig.ftpsState is on Flex Consumption's list of deprecated site properties
+    // ("FTPS not supported"; ARM rejects Flex sites that set it in some regions): FTP is off by the plan
+    // itself, and basic publishing credentials are disabled below.
+    // https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
     // checkov:skip=CKV_AZURE_17: callers authenticate with the function key and the x-api-key header (HttpGreeting), not client certificates.
     serverFarmId: plan.id
     httpsOnly: true
@@ -464,7 +476,6 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     siteConfig: {
       minTlsVersion: '1.2'
       scmMinTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
       appSettings: [
         // The host's own storage (keys, timer and blob-trigger state, deployment).
@@ -589,6 +600,17 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'PYTHON_ENABLE_OPENTELEMETRY'
           value: 'true'
         }
+        // Sampling for host and worker alike (host.json samplingSettings do not apply in OpenTelemetry
+        // mode): a fixed percentage decides by trace id, so an invocation is kept or dropped whole.
+        // 1.0 keeps every trace. See infra/README.md.
+        {
+          name: 'OTEL_TRACES_SAMPLER'
+          value: 'microsoft.fixed_percentage'
+        }
+        {
+          name: 'OTEL_TRACES_SAMPLER_ARG'
+          value: string(tracesSampleRatio)
+        }
       ]
     }
     functionAppConfig: {
@@ -605,6 +627,13 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         maximumInstanceCount: maximumInstanceCount
         instanceMemoryMB: instanceMemoryMB
+        // Flex reads HTTP concurrency here, per instance (host.json's maxConcurrentRequests and
+        // maxOutstandingRequests are not read on Flex); for Python the default is 1.
+        triggers: {
+          http: {
+            perInstanceConcurrency: httpPerInstanceConcurrency
+          }
+        }
       }
       runtime: {
         name: 'python'

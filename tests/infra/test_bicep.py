@@ -194,9 +194,12 @@ def test_application_insights_is_reached_with_the_identity(settings: dict[str, o
 def test_no_setting_that_flex_consumption_rejects(settings: dict[str, object]) -> None:
     # The runtime and its version are functionAppConfig.runtime; these settings make the
     # deployment fail or are ignored on Flex Consumption.
+    # https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
     rejected = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "WEBSITE_RUN_FROM_PACKAGE",
                 "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING", "WEBSITE_CONTENTSHARE", "SCM_DO_BUILD_DURING_DEPLOYMENT",
-                "API_KEY"}
+                "FUNCTIONS_MAX_HTTP_CONCURRENCY", "FUNCTIONS_WORKER_PROCESS_COUNT", "ENABLE_ORYX_BUILD",
+                "WEBSITE_CONTENTOVERVNET", "WEBSITE_NODE_DEFAULT_VERSION", "WEBSITE_SKIP_CONTENTSHARE_VALIDATION",
+                "PYTHON_THREADPOOL_THREAD_COUNT", "API_KEY"}
     assert not rejected & set(settings)
 
 
@@ -229,7 +232,29 @@ def test_function_app_accepts_https_only_with_tls_1_2(function_app: Resource) ->
     assert function_app.get("properties", "httpsOnly") is True
     site_config = function_app.get("properties", "siteConfig")
     assert site_config["minTlsVersion"] == "1.2"
-    assert site_config["ftpsState"] == "Disabled"
+
+
+#: Flex Consumption's deprecated site properties
+#: (https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations).
+FLEX_DEPRECATED_SITE_CONFIG = {"alwaysOn", "ftpsState", "functionAppScaleLimit", "javaVersion", "linuxFxVersion",
+                               "netFrameworkVersion", "powerShellVersion", "preWarmedInstanceCount", "use32BitWorkerProcess",
+                               "vnetRouteAllEnabled", "windowsFxVersion"}
+
+
+
+def test_no_site_property_flex_consumption_deprecates(function_app: Resource) -> None:
+    site_config = function_app.get("properties", "siteConfig")
+    assert sorted(FLEX_DEPRECATED_SITE_CONFIG & set(site_config)) == []
+
+
+def test_http_concurrency_is_set_where_flex_reads_it(function_app: Resource) -> None:
+    scale = function_app.get("properties", "functionAppConfig", "scaleAndConcurrency")
+    assert "httpPerInstanceConcurrency" in text_of(scale["triggers"]["http"]["perInstanceConcurrency"])
+
+
+def test_host_and_worker_sample_by_the_same_fixed_percentage(settings: dict[str, object]) -> None:
+    assert settings["OTEL_TRACES_SAMPLER"] == "microsoft.fixed_percentage"
+    assert "tracesSampleRatio" in text_of(settings["OTEL_TRACES_SAMPLER_ARG"])
 
 
 def test_publishing_with_basic_credentials_is_off(resources: BicepFile) -> None:

@@ -22,7 +22,8 @@ async def main(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
         api_key=req.headers.get("x-api-key"),
         caller_correlation_id=req.headers.get("x-correlation-id"),
     )
-    with telemetry.invocation_span(context, "HttpGreeting", kind="server",
+    # An internal span: the host already reports the request; a server span would count it twice.
+    with telemetry.invocation_span(context, "HttpGreeting",
                                    attributes={"http.request.method": req.method, "http.route": "api/HttpGreeting"}) as span:
         reply = await respond(request, invocation_id=context.invocation_id, log=bind_invocation(context))
         span.set_attribute("http.response.status_code", reply.status)

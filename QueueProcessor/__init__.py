@@ -18,7 +18,9 @@ async def main(msg: func.ServiceBusMessage, context: func.Context) -> None:
     inbound = InboundMessage.from_trigger(msg)
     queues = settings.queue_settings()
     log = bind_invocation(context, correlation_id=inbound.correlation_id or inbound.message_id)
-    span = telemetry.invocation_span(context, f"process {queues.input_queue}", kind="consumer",
+    # An internal span linked to the producer's: the host already reports the invocation as a
+    # request; a consumer span would count it twice.
+    span = telemetry.invocation_span(context, f"process {queues.input_queue}",
                                      attributes=inbound.span_attributes(queues.input_queue),
                                      links_from=inbound.upstream_traceparents())
     with masked_failures(), span:

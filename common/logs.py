@@ -31,11 +31,28 @@ __all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_err
            "register_secret"]
 
 _KEY_VALUE = re.compile(
-    r"(?i)\b(AccountKey|SharedAccessKey|SharedAccessSignature|sig|AccessKey|Password|Pwd|client_secret|api[_-]?key)"
+    r"(?i)\b(AccountKey|SharedAccessKeyName|SharedAccessKey|SharedAccessSignature|sig|AccessKey|Password|Pwd|client_secret|"
+    r"api[_-]?key)"
     r"(\"?\s*(?:=|:|%3D)\s*)(\"?)([^;&\s\"',}]+)"
 )
 _BEARER = re.compile(r"(?i)\b(Bearer)\s+[A-Za-z0-9\-._~+/]+=*")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+
+#: The SDKs' own loggers, which log every HTTP request and AMQP frame at INFO: the worker forwards
+#: them as noise (two records per Cosmos DB request). host.json's logLevel filters only the host's
+#: logs, never the worker's, so they are quietened here, where every function's logging starts.
+SDK_LOGGERS = ("azure", "aiohttp.access", "uamqp")
+
+
+def quiet_sdk_loggers() -> None:
+    """Warnings and errors only from the SDKs, unless a level was set for them already."""
+    for name in SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.WARNING)
+
+
+quiet_sdk_loggers()
 
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()

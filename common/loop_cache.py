@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 __all__ = ["aclose_all", "discard_soon", "get_or_build", "reset"]
 
 T = TypeVar("T")
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("app.common.loop_cache")  # under "app": the loggers Azure Monitor exports
 
 # key -> (loop, object); dicts keep insertion order, which is creation order.
 _entries: dict[Hashable, tuple[asyncio.AbstractEventLoop, Any]] = {}

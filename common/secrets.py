@@ -36,7 +36,7 @@ from common.logs import describe_error, register_secret
 
 __all__ = ["SecretStore", "SecretUnavailableError", "get_secret", "reset"]
 
-_log = logging.getLogger(__name__)
+_log = logging.getLogger("app.common.secrets")  # under "app": the loggers Azure Monitor exports
 
 #: A vault read that takes longer than this counts as the vault being unreachable.
 FETCH_TIMEOUT_SECONDS = 10.0

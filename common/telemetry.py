@@ -57,12 +57,35 @@ _meter: Meter | None = None
 _instruments: dict[str, Any] = {}
 
 
+#: Exported to Application Insights: the app's loggers ("app.<function>", "app.common.*"). With the
+#: worker exporting OpenTelemetry, the host drops its own "Function.*" logs (they are expected from
+#: the worker), so what operators see of an invocation is what these loggers say.
+APP_LOGGER = "app"
+
+
+def prepare_resource_detection() -> None:
+    """Name the app's telemetry as the host names its own: ``service.name`` (Application Insights'
+    ``cloud_RoleName``) is the function app's name (``WEBSITE_SITE_NAME``).
+
+    The distro's default detectors (App Service, VM) leave ``service.name`` to the Functions
+    detector whenever ``FUNCTIONS_WORKER_RUNTIME`` is set, so without it every envelope carries
+    ``unknown_service:python``. The Python worker selects the same detector when it configures
+    the distro itself. An explicit ``OTEL_EXPERIMENTAL_RESOURCE_DETECTORS`` or ``OTEL_SERVICE_NAME`` wins.
+    """
+    import os
+
+    os.environ.setdefault("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "azure_functions")
+
+
 def _configure_azure_monitor(connection_string: str) -> None:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     from common import settings
 
-    kwargs: dict[str, Any] = {"connection_string": connection_string, "logger_name": "app"}
+    prepare_resource_detection()
+    # Sampling comes from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, read by the distro (the host's
+    # exporter reads the same two settings): infra/ sets a fixed percentage for both.
+    kwargs: dict[str, Any] = {"connection_string": connection_string, "logger_name": APP_LOGGER}
     identity = settings.identity_settings()
     if identity.in_azure:
         # The exporter runs on its own threads: it needs a sync credential, not the app's async one.
@@ -108,7 +131,7 @@ def _ensure_configured() -> None:
         except Exception as exc:  # noqa: BLE001 - telemetry must never take the functions down
             from common.logs import describe_error
 
-            logging.getLogger(__name__).error(
+            logging.getLogger("app.common.telemetry").error(
                 "Telemetry is off: setting it up failed (check APPLICATIONINSIGHTS_CONNECTION_STRING "
                 "and TELEMETRY_CONSOLE): %s", describe_error(exc))
         if _tracer is None:
@@ -199,7 +222,11 @@ def span(name: str, *, kind: SpanKindName = "internal", attributes: Mapping[str,
 @contextlib.contextmanager
 def _record_errors(current: Span) -> Iterator[None]:
     """Mark the span failed with a masked description. The SDK's own exception recording is off:
-    it would copy the raw message and stack trace, which can hold a secret, into the span."""
+    it would copy the raw message and stack trace, which can hold a secret, into the span.
+
+    The exception event (an item in Application Insights' ``exceptions``) is added once, on the
+    span where the error was raised; the spans it passes through on its way out only fail.
+    """
     try:
         yield
     except BaseException as exc:
@@ -209,7 +236,10 @@ def _record_errors(current: Span) -> Iterator[None]:
 
         description = describe_error(exc)
         current.set_status(Status(StatusCode.ERROR, description))
-        current.add_event("exception", {"exception.type": type(exc).__name__, "exception.message": description})
+        if not getattr(exc, "_app_span_recorded", False):
+            current.add_event("exception", {"exception.type": type(exc).__name__, "exception.message": description})
+            with contextlib.suppress(AttributeError, TypeError):  # a few built-in exceptions take no attributes
+                exc._app_span_recorded = True  # type: ignore[attr-defined]
         raise
 
 

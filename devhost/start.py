@@ -94,9 +94,10 @@ async def _run_devhost(port: int, state_dir: Path) -> None:
 
 def configure_logging() -> None:
     """The app's JSON log lines on stdout, as Core Tools shows function logs; the SDKs' chatter off."""
+    from common.logs import quiet_sdk_loggers
+
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
-    for noisy in ("azure", "aiohttp.access", "uamqp"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    quiet_sdk_loggers()
 
 
 def _interrupt(signum: int, frame: object) -> None:

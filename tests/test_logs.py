@@ -76,3 +76,23 @@ def test_connection_string_keys_are_registered_when_settings_read_them(monkeypat
     set_env(monkeypatch, CosmosConnection="AccountEndpoint=https://a:443/;AccountKey=zz-unique-key-value-77;")
     settings.cosmos_connection()
     assert "zz-unique-key-value-77" not in redact("oops: zz-unique-key-value-77 leaked in free text")
+
+
+def test_a_connection_string_shows_neither_its_key_nor_the_key_name() -> None:
+    from common.logs import redact
+
+    text = redact("Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+                  "SharedAccessKey=c2VjcmV0LWtleS12YWx1ZQ==")
+    assert "RootManageSharedAccessKey" not in text and "c2VjcmV0" not in text
+    assert text == "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=***;SharedAccessKey=***"
+
+
+def test_the_sdks_http_chatter_is_off_in_the_worker() -> None:
+    """The Cosmos SDK logs two records per request at INFO; host.json cannot filter the worker's logs."""
+    import logging
+
+    import common.logs  # noqa: F401 - importing it is what every function does
+
+    for name in ("azure.cosmos._cosmos_http_logging_policy", "azure.core.pipeline.policies.http_logging_policy",
+                 "aiohttp.access"):
+        assert not logging.getLogger(name).isEnabledFor(logging.INFO), name

@@ -87,7 +87,8 @@ async def test_http_span_continues_the_host_trace_and_counts(otel: Telemetry, mo
         await HttpGreeting.main(http_request(params={"name": "Ada"}, key="k-123456789"), context("HttpGreeting"))
         await HttpGreeting.main(http_request(params={"name": "Ada"}, key="wrong"), context("HttpGreeting"))
     [first, second] = otel.finished("HttpGreeting")
-    assert first.kind == SpanKind.SERVER
+    # Internal: the host reports the invocation as a request already; a server span would be a second one.
+    assert first.kind == SpanKind.INTERNAL
     assert as_hex(first.context.trace_id, 32) == HOST_TRACE
     assert as_hex(first.parent.span_id, 16) == HOST_SPAN
     assert first.attributes["http.response.status_code"] == 200
@@ -109,7 +110,8 @@ async def test_queue_trace_spans_input_processing_and_output(otel: Telemetry, mo
     await QueueProcessor.main(sb_trigger({"id": "a"}, properties={"Diagnostic-Id": UPSTREAM}), context("QueueProcessor"))
     [consumer] = otel.finished("process in")
     [producer] = otel.finished("send out")
-    assert consumer.kind == SpanKind.CONSUMER and producer.kind == SpanKind.PRODUCER
+    # The host reports the invocation as a request; the app's span is internal, linked to the producer.
+    assert consumer.kind == SpanKind.INTERNAL and producer.kind == SpanKind.PRODUCER
     assert as_hex(consumer.context.trace_id, 32) == HOST_TRACE
     assert [as_hex(link.context.trace_id, 32) for link in consumer.links] == ["1" * 32]
     assert producer.parent.span_id == consumer.context.span_id
@@ -307,3 +309,47 @@ print('azure monitor loaded:', 'azure.monitor' in ' '.join(sys.modules))
     assert '"name": "HttpGreeting"' in result.stdout
     assert HOST_TRACE in result.stdout
     assert "azure monitor loaded: False" in result.stdout  # the metrics follow, printed at exit
+
+
+async def test_a_failed_invocation_is_one_exception_item(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The exception event (an item in Application Insights' exceptions) is on the span that raised,
+    not again on every span the error passes through."""
+    from azure.servicebus import exceptions as sb
+
+    bus = FakeServiceBus("out", "invalid")
+    bus.senders["out"].failures = [sb.ServiceBusAuthorizationError(message="no Send claim")]
+    use_fake_clients(monkeypatch, bus=bus)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
+    with pytest.raises(Exception, match="ServiceBusAuthorizationError"):
+        await QueueProcessor.main(sb_trigger({"id": "a"}), context("QueueProcessor"))
+    spans = otel.finished()
+    events = [(span.name, event.name) for span in spans for event in span.events if event.name == "exception"]
+    assert events == [("send out", "exception")]
+    assert {span.name: span.status.status_code for span in spans} == {"send out": StatusCode.ERROR,
+                                                                      "process in": StatusCode.ERROR}
+
+
+def test_the_app_names_its_telemetry_as_the_function_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cloud_RoleName is service.name: the function app's name, as the host reports it, not
+    unknown_service:python (the distro's default detectors leave it unset on Functions)."""
+    from opentelemetry.sdk.resources import Resource
+
+    monkeypatch.setenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS", "")
+    monkeypatch.delenv("OTEL_EXPERIMENTAL_RESOURCE_DETECTORS")  # restored to absent afterwards
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.setenv("WEBSITE_SITE_NAME", "func-demo")
+    monkeypatch.setenv("FUNCTIONS_WORKER_RUNTIME", "python")
+    telemetry.prepare_resource_detection()
+    assert Resource.create().attributes["service.name"] == "func-demo"
+
+
+def test_sampling_is_the_fixed_percentage_the_host_reads_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    """infra/ sets OTEL_TRACES_SAMPLER(_ARG) for the host and the worker; the distro the app
+    configures reads them, so both decide by the same trace-id hash."""
+    from azure.monitor.opentelemetry._utils.configurations import _get_configurations
+
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER", "microsoft.fixed_percentage")
+    monkeypatch.setenv("OTEL_TRACES_SAMPLER_ARG", "0.25")
+    configuration = _get_configurations(connection_string="InstrumentationKey=00000000-0000-0000-0000-000000000000")
+    assert configuration["sampling_ratio"] == 0.25
+    assert "traces_per_second" not in configuration

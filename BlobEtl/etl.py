@@ -54,7 +54,8 @@ MAX_DISTINCT_VALUES = 1000
 #: Longest id echoed in a summary's errors (an invalid id can be megabytes long).
 MAX_ECHOED_ID = 256
 #: Cosmos answers these for one item that can never be written as it is.
-RECORD_REJECTED_STATUS = frozenset({400, 413})
+#: 400 (malformed for Cosmos), 409 (a unique key constraint), 413 (too large).
+RECORD_REJECTED_STATUS = frozenset({400, 409, 413})
 
 Status = Literal["succeeded", "partial", "failed"]
 
@@ -291,7 +292,12 @@ async def run_etl(
             "(use /id, /metadata/source, /metadata/type or /sourceBlob)",
         )
     timestamp = summary.started_at
-    for number, batch in enumerate(_batched(iter_records(data, fmt), cfg.batch_size)):
+    batches = _batched(iter_records(data, fmt), cfg.batch_size)
+    number = -1
+    # Splitting and parsing are CPU work: each batch is read off the event loop, so one record
+    # full of brackets cannot stall every other invocation of the worker.
+    while (batch := await asyncio.to_thread(next, batches, None)) is not None:
+        number += 1
         written, invalid = summary.written, summary.invalid
         with telemetry.span("etl.batch", attributes={"app.etl.batch.number": number}) as batch_span:
             await run.write_batch(batch, key, timestamp)

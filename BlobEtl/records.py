@@ -114,14 +114,17 @@ def _first_significant_byte(data: bytes | memoryview) -> int | None:
     return _first_significant(_body(data))[0]
 
 
-def _check_utf8(view: memoryview) -> None:
+def _check_utf8(view: memoryview, base: int) -> None:
+    """Raise at the byte offset (from the start of the blob, ``base`` being the body's) of the
+    first byte that is not UTF-8."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     for offset in range(0, len(view), _CHUNK):
         chunk = view[offset:offset + _CHUNK]
+        held = len(decoder.getstate()[0])  # bytes of a character begun in the previous chunk
         try:
             decoder.decode(chunk, final=offset + _CHUNK >= len(view))
         except UnicodeDecodeError as exc:
-            raise BlobFormatError("blob is not valid UTF-8", offset + exc.start) from None
+            raise BlobFormatError("blob is not valid UTF-8", base + offset - held + exc.start) from None
 
 
 def check_blob(data: bytes, fmt: BlobFormat) -> None:
@@ -134,14 +137,15 @@ def check_blob(data: bytes, fmt: BlobFormat) -> None:
     name when :func:`iter_records` reaches it.
     """
     view = _body(data)
-    _check_utf8(view)
+    base = len(data) - len(view)  # a byte order mark's length
+    _check_utf8(view, base)
     if fmt == "jsonl":
         return  # each line stands alone; a bad line is a bad record, not a bad blob
     first, position = _first_significant(view)
     if first is None:
         raise BlobFormatError("blob is empty: expected a JSON array of records")
     if first != ord("["):
-        raise BlobFormatError("blob's top level must be a JSON array of records", position)
+        raise BlobFormatError("blob's top level must be a JSON array of records", base + position)
     offset = len(data) - len(view) + position
     try:
         for element in iter_array_elements(data, offset):

@@ -201,15 +201,32 @@ def result_message(inbound: InboundMessage, event: Mapping[str, Any], now: datet
     )
 
 
-def invalid_message(inbound: InboundMessage, error: InvalidMessage, source_queue: str) -> ServiceBusMessage:
-    """The original body and id, with the reason in application properties."""
+#: Properties the set-aside copy sets itself (the reason, and the trace context of the send).
+SET_ASIDE_PROPERTIES = frozenset({"invalidReason", "invalidDetail", "sourceQueue", "sourceMessageId",
+                                  "sourceDeliveryCount", "traceparent", "tracestate", "Diagnostic-Id"})
+#: The prefix under which a producer's property of one of those names is kept.
+ORIGINAL_PREFIX = "original."
+#: invalidDetail's length in a copy that must be small to fit the queue's message size limit.
+COMPACT_DETAIL_LENGTH = 64
+
+
+def invalid_message(inbound: InboundMessage, error: InvalidMessage, source_queue: str, *,
+                    compact: bool = False) -> ServiceBusMessage:
+    """The original body, id and properties, with the reason in application properties.
+
+    A producer's property whose name the copy uses itself is kept as ``original.<name>``.
+    ``compact`` trims the detail, for an input so close to the size limit that the full
+    copy does not fit.
+    """
     from azure.servicebus import ServiceBusMessage
 
-    properties: dict[str | bytes, Any] = {_text(str(k)): _property_value(v)
-                                          for k, v in inbound.application_properties.items()}
+    properties: dict[str | bytes, Any] = {}
+    for key, value in inbound.application_properties.items():
+        name = _text(str(key))
+        properties[ORIGINAL_PREFIX + name if name in SET_ASIDE_PROPERTIES else name] = _property_value(value)
     properties.update(
         invalidReason=error.reason,
-        invalidDetail=error.detail[:MAX_REASON_LENGTH],
+        invalidDetail=error.detail[:COMPACT_DETAIL_LENGTH if compact else MAX_REASON_LENGTH],
         sourceQueue=source_queue,
         sourceMessageId=inbound.effective_id,
         sourceDeliveryCount=inbound.delivery_count if inbound.delivery_count is not None else 0,
@@ -296,8 +313,18 @@ async def process_message(
     async def route_aside(error: InvalidMessage) -> Outcome:
         assert sender_for is not None
         try:
-            await send_with_retry(queues.invalid_queue, invalid_message(inbound, error, queues.input_queue),
-                                  policy, log, sender_for, discard)
+            try:
+                await send_with_retry(queues.invalid_queue, invalid_message(inbound, error, queues.input_queue),
+                                      policy, log, sender_for, discard)
+            except Exception as exc:
+                if not _is_too_large(exc):
+                    raise
+                # The input came within a few hundred bytes of the limit: the copy's properties tip
+                # it over. Once more with the detail trimmed; if even that does not fit, the
+                # invocation fails and Service Bus dead-letters the whole message, body included.
+                await send_with_retry(queues.invalid_queue,
+                                      invalid_message(inbound, error, queues.input_queue, compact=True),
+                                      policy, log, sender_for, discard)
         except Exception as exc:
             outcome("failed")
             log.error("message.failed", outcome="failed", stage="route_invalid", reason=error.reason,

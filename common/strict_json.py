@@ -41,6 +41,7 @@ import codecs
 import json
 import math
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -101,10 +102,17 @@ class _NumberRefused(Exception):
         self.detail = detail
 
 
+def _integer_digit_limit() -> int:
+    """MAX_INTEGER_DIGITS, or the interpreter's own limit when something set a lower one."""
+    current = sys.get_int_max_str_digits()
+    return min(MAX_INTEGER_DIGITS, current) if current else MAX_INTEGER_DIGITS
+
+
 def _parse_int(text: str) -> int:
     digits = len(text) - (text[0] == "-")
-    if digits > MAX_INTEGER_DIGITS:
-        raise _NumberRefused("number_too_long", f"an integer of {digits} digits is longer than {MAX_INTEGER_DIGITS}")
+    limit = _integer_digit_limit()
+    if digits > limit:
+        raise _NumberRefused("number_too_long", f"an integer of {digits} digits is longer than {limit}")
     return int(text)
 
 
@@ -183,10 +191,11 @@ def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, exact_numbers
             raise JsonInputError("too_deep", f"nests deeper than {max_depth} levels (at byte {where})", where)
     text = _decode(data)
     decoder = _EXACT if exact_numbers else _STRICT
+    skipped = len(_UTF8_BOM) if isinstance(data, bytes) and data[:3] == _UTF8_BOM else 0
     try:
         return decoder.decode(text)
     except json.JSONDecodeError as exc:
-        position = len(text[: exc.pos].encode("utf-8", "surrogatepass"))
+        position = skipped + len(text[: exc.pos].encode("utf-8", "surrogatepass"))
         raise JsonInputError("not_json", f"is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
                              position) from None
     except _NumberRefused as exc:
@@ -318,6 +327,11 @@ def check_syntax(data: bytes, start: int, end: int) -> None:
     building anything: an explicit stack, not recursion. For an element the strict reader
     refused for a limit, so a syntax error inside it still makes the whole array malformed.
     """
+    try:
+        data[start:end].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonInputError("not_utf8", f"is not valid UTF-8 (invalid byte at position {start + exc.start})",
+                             start + exc.start) from None
     if exceeds_depth(data[start:end], MAX_DEPTH) is None:
         try:
             _SYNTAX_ONLY.decode(data[start:end].decode("utf-8"))
@@ -378,8 +392,10 @@ def loads_array_element(data: bytes, element: ArrayElement, *, exact_numbers: bo
     try:
         return loads(data[element.start:element.end], max_depth=None, exact_numbers=exact_numbers)
     except JsonInputError as exc:
-        if exc.reason != "not_json" or exc.position is None:
+        if exc.position is None:
             raise
         position = element.start + exc.position
+        if exc.reason != "not_json":
+            raise JsonInputError(exc.reason, exc.detail, position) from None
         message = str(exc).removeprefix("is not valid JSON: ").split(" at line ")[0]
         raise _syntax_error(data, position, "Expecting ',' delimiter" if message == "Extra data" else message) from None

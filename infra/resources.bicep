@@ -313,6 +313,9 @@ resource invalidQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   parent: serviceBus
   name: invalidQueueName
   properties: {
+    // A redelivered invalid message is set aside again with the same message id: dropped here.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'PT1H'
     deadLetteringOnMessageExpiration: true
     defaultMessageTimeToLive: 'P14D'
   }

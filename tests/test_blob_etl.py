@@ -453,3 +453,35 @@ async def test_a_record_refused_for_a_limit_is_still_syntax_checked(bad: bytes) 
     summary, container = await etl(data)
     assert summary.status == "failed" and "not valid JSON" in (summary.error or "")
     assert container.items == {}
+
+
+@pytest.mark.parametrize(("data", "position"), [
+    (b'\xef\xbb\xbf["a\xff"]', 6),                                 # counted from the blob's first byte, BOM included
+    (b'["' + b"a" * 262_141 + b'\xc3A"]', 262_143),                 # a character begun at the end of a 256 KB chunk
+])
+def test_a_utf8_error_names_the_byte_of_the_fault(data: bytes, position: int) -> None:
+    with pytest.raises(BlobFormatError) as info:
+        check_blob(data, "json")
+    assert info.value.position == position
+
+
+async def test_an_item_cosmos_refuses_for_a_unique_key_is_an_invalid_record_not_a_failed_blob() -> None:
+    container = FakeContainer()
+    container.failures["upsert"] = [cosmos_error(409, "Unique index constraint violation.")]
+    summary, _ = await etl(as_json([record(1), record(2)]), container=container)
+    assert (summary.written, summary.invalid) == (1, 1)
+    assert "rejected by Cosmos DB (409)" in summary.errors[0]["reason"]
+
+
+def test_a_lowered_interpreter_digit_limit_refuses_the_record_instead_of_raising() -> None:
+    import sys
+
+    from common.strict_json import JsonInputError, loads
+
+    previous = sys.get_int_max_str_digits()
+    sys.set_int_max_str_digits(1000)
+    try:
+        with pytest.raises(JsonInputError, match="longer than 1000"):
+            loads(b'{"a": ' + b"1" * 2000 + b"}")
+    finally:
+        sys.set_int_max_str_digits(previous)

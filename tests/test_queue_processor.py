@@ -294,3 +294,33 @@ async def test_every_property_type_survives_the_set_aside_path(bus: FakeServiceB
     assert decoded["raw"] == "AP8="  # not UTF-8: its base64 (the SDK sends bytes as text)
     assert json.loads(decoded["list"]) == [1, 2] and json.loads(decoded["object"]) == {"a": 1}
     assert decoded["invalidReason"] == "not_json"
+
+
+async def test_a_set_aside_copy_too_large_is_sent_compact(bus: FakeServiceBus) -> None:
+    """An input close to the size limit: the result is refused, then the full copy; the compact one fits."""
+    bus.senders["out"].failures = [sb.MessageSizeExceededError(message="too large")]
+    bus.senders["invalid"].failures = [sb.MessageSizeExceededError(message="too large")]
+    await run(trigger({"id": "a"}))
+    [aside] = bus.queues["invalid"].messages
+    assert aside.application_properties["invalidReason"] == "result_too_large"
+    assert len(aside.application_properties["invalidDetail"]) <= 64
+
+
+async def test_when_no_copy_fits_the_invocation_fails_so_service_bus_keeps_the_whole_message(
+        bus: FakeServiceBus) -> None:
+    bus.senders["out"].failures = [sb.MessageSizeExceededError(message="too large")]
+    bus.senders["invalid"].failures = [sb.MessageSizeExceededError(message="too large") for _ in range(2)]
+    with pytest.raises(InvocationFailed, match="MessageSizeExceededError"):
+        await run(trigger({"id": "a"}))
+    assert bus.queues["invalid"].messages == [] and bus.queues["out"].messages == []
+
+
+async def test_producer_properties_named_like_the_copys_own_are_kept_as_original(bus: FakeServiceBus) -> None:
+    producer = {"traceparent": "00-11111111111111111111111111111111-2222222222222222-01",
+                "Diagnostic-Id": "producer-diag", "sourceQueue": "producer-value", "tenant": "t1"}
+    await run(trigger(b"{broken", properties=producer))
+    [aside] = bus.queues["invalid"].messages
+    props = aside.application_properties
+    assert props["original.traceparent"] == producer["traceparent"]
+    assert props["original.Diagnostic-Id"] == "producer-diag" and props["original.sourceQueue"] == "producer-value"
+    assert props["sourceQueue"] == "in" and props["tenant"] == "t1"

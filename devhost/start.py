@@ -1,7 +1,8 @@
 """``make start``: the whole app locally on emulators, with or without Core Tools.
 
-1. Writes ``local.settings.json`` from ``local.settings.example.json`` if it is missing
-   (never overwrites one).
+1. Writes ``local.settings.json`` from ``local.settings.example.json``: the whole file if it
+   is missing, else only the settings it lacks (never changes a value already there; VS Code's
+   Azure Functions extension writes a stub with only ``FUNCTIONS_WORKER_RUNTIME`` before F5).
 2. Starts Azurite (Blob 10000, Queue 10001, Table 10002) and the Cosmos DB API server
    (8081) on loopback, data in ``.emulators/``, and waits until they answer.
 3. Creates what the app needs there: the Cosmos database and container, the blob containers.
@@ -10,7 +11,9 @@
 5. On Ctrl-C (or SIGTERM) stops everything it started.
 
 Options: ``--port``, ``--settings``, ``--no-emulators`` (use the emulators the settings
-point at, already running), ``--devhost`` (even when Core Tools is installed).
+point at, already running), ``--devhost`` (even when Core Tools is installed),
+``--emulators-only`` (steps 1-3, print ``emulators ready``, then wait: VS Code's F5 runs this
+as a background task before ``func host start``).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -33,12 +37,22 @@ from devhost.host import DevHost, DevHostError, load_local_settings, say
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
-def ensure_local_settings(path: Path) -> bool:
-    """Copy the example to ``path`` if it is missing; True when written."""
-    if path.exists():
-        return False
-    shutil.copyfile(PROJECT_ROOT / "local.settings.example.json", path)
-    return True
+def ensure_local_settings(path: Path, example: Path = PROJECT_ROOT / "local.settings.example.json") -> list[str]:
+    """Give ``path`` every setting of the example it lacks, keeping every value it has; the names added."""
+    if not path.exists():
+        shutil.copyfile(example, path)
+        return sorted(json.loads(example.read_text(encoding="utf-8")).get("Values", {}))
+    wanted = json.loads(example.read_text(encoding="utf-8"))
+    current = json.loads(path.read_text(encoding="utf-8") or "{}")
+    values = current.setdefault("Values", {})
+    added = sorted(name for name in wanted.get("Values", {}) if name not in values)
+    for name in added:
+        values[name] = wanted["Values"][name]
+    for key, value in wanted.items():
+        current.setdefault(key, value)
+    if added:
+        path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+    return added
 
 
 def _required(values: dict[str, str], name: str) -> str:
@@ -113,19 +127,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devhost", action="store_true", help="use the development host even if 'func' exists")
     parser.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / ".emulators",
                         help="where the development host remembers processed blobs")
+    parser.add_argument("--emulators-only", action="store_true",
+                        help="prepare settings and emulators, print 'emulators ready', and wait (VS Code's F5)")
     args = parser.parse_args(argv)
     configure_logging()
 
     # SIGTERM ends the run like Ctrl-C, so the emulators are stopped either way.
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        if ensure_local_settings(args.settings):
-            say(f"wrote {args.settings.name} from local.settings.example.json (edit it; it is git-ignored)")
+        added = ensure_local_settings(args.settings)
+        if added:
+            say(f"{args.settings.name}: added {len(added)} settings from local.settings.example.json "
+                "(edit it; it is git-ignored)")
         values = load_local_settings(args.settings)
         with _emulators(not args.no_emulators):
             asyncio.run(provision_from_settings(values))
             say(f"provisioned Cosmos DB '{values.get('COSMOS_DATABASE')}/{values.get('COSMOS_CONTAINER')}' "
                 "and the blob containers")
+            if args.emulators_only:
+                say("emulators ready")  # VS Code's background task waits for this line
+                signal.pause()
+                return 0
             if shutil.which("func") and not args.devhost:
                 return _run_core_tools(args.port)
             asyncio.run(_run_devhost(args.port, args.state_dir))

@@ -119,3 +119,40 @@ def test_runtime_host_errors_are_runtime_errors_not_assertions(tmp_path: Path) -
         DevHost(tmp_path)
     assert isinstance(info.value, RuntimeError) and not isinstance(info.value, AssertionError)
     assert issubclass(FunctionInvocationError, RuntimeHostError)
+
+
+def test_local_settings_get_what_they_lack_and_keep_what_they_have(tmp_path: Path) -> None:
+    """VS Code's extension writes a stub local.settings.json before F5; make start and the F5
+    task complete it from the example without changing a value that is there."""
+    import json
+
+    from devhost.start import ensure_local_settings
+
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"IsEncrypted": False, "Values": {"FUNCTIONS_WORKER_RUNTIME": "python",
+                                                                     "API_KEY": "mine-123456"}}))
+    added = ensure_local_settings(settings)
+    values = json.loads(settings.read_text())["Values"]
+    example = json.loads((APP_ROOT / "local.settings.example.json").read_text())["Values"]
+    assert set(values) == set(example) | {"FUNCTIONS_WORKER_RUNTIME", "API_KEY"}
+    assert values["API_KEY"] == "mine-123456" and "API_KEY" not in added
+    assert ensure_local_settings(settings) == []  # nothing left to add
+    fresh = tmp_path / "fresh.json"
+    assert set(ensure_local_settings(fresh)) == set(example) and fresh.exists()
+
+
+def test_f5_prepares_what_make_start_prepares_before_the_host_starts() -> None:
+    import json
+
+    tasks = {task["label"]: task for task in json.loads((APP_ROOT / ".vscode" / "tasks.json").read_text())["tasks"]}
+    host = tasks["func: host start"]
+    assert host["dependsOrder"] == "sequence"
+    assert host["dependsOn"][-1] == "emulators and local settings"
+    emulators = tasks["emulators and local settings"]
+    assert "-m devhost.start --emulators-only" in emulators["command"] and emulators["isBackground"] is True
+    assert emulators["problemMatcher"]["background"]["endsPattern"] == "emulators ready"
+    assert "make venv emulators-install" in tasks[host["dependsOn"][0]]["command"]
+    launch = json.loads((APP_ROOT / ".vscode" / "launch.json").read_text())
+    assert launch["configurations"][0]["preLaunchTask"] == "func: host start"
+    # The extension checks Azurite before the pre-launch tasks run: that check is off, the task starts it.
+    assert json.loads((APP_ROOT / ".vscode" / "settings.json").read_text())["azureFunctions.validateEmulators"] is False

@@ -31,7 +31,8 @@ __all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_err
            "register_secret"]
 
 _KEY_VALUE = re.compile(
-    r"(?i)\b(AccountKey|SharedAccessKeyName|SharedAccessKey|SharedAccessSignature|sig|AccessKey|Password|Pwd|client_secret|"
+    # A key name starts a word, or follows a URL-encoded ';', '&' or space ("...%3BAccountKey%3D...").
+    r"(?i)(?:\b|(?<=%3B)|(?<=%26)|(?<=%20))(AccountKey|SharedAccessKeyName|SharedAccessKey|SharedAccessSignature|sig|AccessKey|Password|Pwd|client_secret|"
     r"api[_-]?key)"
     r"(\"?\s*(?:=|:|%3D)\s*)(\"?)([^;&\s\"',}]+)"
 )

@@ -96,3 +96,21 @@ def test_the_sdks_http_chatter_is_off_in_the_worker() -> None:
     for name in ("azure.cosmos._cosmos_http_logging_policy", "azure.core.pipeline.policies.http_logging_policy",
                  "aiohttp.access"):
         assert not logging.getLogger(name).isEnabledFor(logging.INFO), name
+
+
+def test_every_logger_of_the_app_is_one_azure_monitor_exports() -> None:
+    """configure_azure_monitor(logger_name="app") exports the "app" loggers and their children
+    only; in OpenTelemetry mode the host no longer sends function logs itself."""
+    import logging
+    import re
+
+    from tests.conftest import APP_ROOT
+
+    names = []
+    app_folders = ("common", "HttpGreeting", "QueueProcessor", "BlobEtl", "CleanupTimer")
+    for path in (path for folder in app_folders for path in (APP_ROOT / folder).glob("*.py")):
+        names += re.findall(r'logging\.getLogger\(([^)]*)\)', path.read_text())
+    assert names, "no logger found"
+    for name in names:
+        assert name.startswith(('"app.', 'f"app.')) or name == "name", name
+    assert logging.getLogger("app.common.secrets").parent is not None

@@ -96,13 +96,15 @@ def use_fake_clients(monkeypatch: pytest.MonkeyPatch, *, cosmos: object | None =
     from common import clients
 
     def stand_in(factory: str, produce: Callable[..., object]) -> None:
-        signature = inspect.signature(getattr(clients, factory))
+        real = inspect.unwrap(getattr(clients, factory))  # the factory itself, even when a fake stands in already
+        signature = inspect.signature(real)
 
         def fake(*args: object, **kwargs: object) -> object:
             bound = signature.bind(*args, **kwargs)
             bound.apply_defaults()
             return produce(**bound.arguments)
 
+        fake.__wrapped__ = real  # type: ignore[attr-defined]
         monkeypatch.setattr(clients, factory, fake)
 
     if cosmos is not None:

@@ -183,7 +183,7 @@ def iter_records(data: bytes, fmt: BlobFormat) -> Iterator[RawRecord]:
         return
     index = 0
     for line_number, line in enumerate(_reader(data), start=1):
-        if not line.strip():
+        if not line.strip(b" \t\r\n"):  # JSON's white space only: a form feed alone is a bad line, named
             continue
         try:
             value = loads(line, max_depth=MAX_NESTING, exact_numbers=True)

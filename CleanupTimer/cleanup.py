@@ -60,7 +60,7 @@ from common.timing import elapsed_ms, utc_timestamp
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
 
-StopReason = Literal["done", "time_budget", "max_deletes", "error"]
+StopReason = Literal["done", "time_budget", "max_deletes", "max_passes", "error"]
 SkipReason = Literal["no_utc_offset", "unreadable_timestamp"]
 #: A new pass runs only while the last one deleted something (bounded all the same).
 MAX_PASSES = 5
@@ -99,7 +99,7 @@ class CleanupReport:
     @property
     def more_remain(self) -> bool:
         """Whether a later run has deletable work left (skipped items wait for a person, not a run)."""
-        return self.stopped in ("time_budget", "max_deletes", "error") or self.failed > 0
+        return self.stopped in ("time_budget", "max_deletes", "max_passes", "error") or self.failed > 0
 
     def summary(self) -> dict[str, Any]:
         return {"cutoff": self.cutoff, "dryRun": self.dry_run, "scanned": self.scanned, "deleted": self.deleted,
@@ -378,6 +378,10 @@ async def delete_expired_records(
         # pages moved under the deletes, and retries what failed. Dry runs never delete, so one pass.
         if not go_on or cfg.dry_run or report.progress == progress_before:
             break
+    else:
+        # Every pass deleted something, the last one too: items were still arriving or moving
+        # under the deletes. The next run goes on; say so.
+        report.stopped = "max_passes"
     report.request_charge = job.charge.total
     if report.failed and report.progress == 0:
         # Items were due and not one could be deleted (a missing role, Cosmos refusing writes):

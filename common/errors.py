@@ -43,10 +43,11 @@ class AppError(Exception):
 
 
 class ConfigurationError(AppError):
-    """An app setting is missing or malformed. The message names it; ``setting`` holds the name."""
+    """An app setting (or another piece of configuration: ``source``) is missing or malformed.
+    The message names it; ``setting`` holds the name."""
 
-    def __init__(self, setting: str, problem: str) -> None:
-        super().__init__(f"App setting '{setting}' {problem}")
+    def __init__(self, setting: str, problem: str, *, source: str = "App setting") -> None:
+        super().__init__(f"{source} '{setting}' {problem}")
         self.setting = setting
 
 

@@ -38,6 +38,6 @@ def read_function_timeout(host_json: Path) -> float | None:
         return None
     match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?", str(value))
     if not match:
-        raise ConfigurationError("functionTimeout", f"in host.json must look like '00:10:00'; got {value!r}.")
+        raise ConfigurationError("functionTimeout", f"must look like '00:10:00'; got {value!r}.", source="host.json setting")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)

@@ -163,7 +163,9 @@ def exceeds_depth(data: bytes, limit: int) -> int | None:
                 return position
         elif byte in _CLOSERS:
             depth -= 1
-        position += 1  # a lone '"' (an unterminated string) is passed over; the parser refuses it
+        else:  # a '"' that starts no complete string: the rest is inside it, and the parser refuses it
+            return None
+        position += 1
     return None
 
 

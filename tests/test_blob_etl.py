@@ -485,3 +485,16 @@ def test_a_lowered_interpreter_digit_limit_refuses_the_record_instead_of_raising
             loads(b'{"a": ' + b"1" * 2000 + b"}")
     finally:
         sys.set_int_max_str_digits(previous)
+
+
+def test_a_json_lines_line_of_only_a_form_feed_is_a_named_bad_record() -> None:
+    got = list(iter_records(b'{"id": "1"}\n\x0c\n{"id": "2"}\n', "jsonl"))
+    assert [(r.line, r.error is None) for r in got] == [(1, True), (2, False), (3, True)]
+
+
+def test_an_unterminated_string_is_not_json_even_when_brackets_follow_it() -> None:
+    from common.strict_json import JsonInputError, loads
+
+    with pytest.raises(JsonInputError) as info:
+        loads(b'"' + b"[" * 70)
+    assert info.value.reason == "not_json"

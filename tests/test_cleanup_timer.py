@@ -367,3 +367,13 @@ async def test_a_run_that_hangs_before_any_progress_fails_as_transient(operation
     assert len(container.items) == 30
     [failed] = [json.loads(r.getMessage()) for r in caplog.records if "cleanup.failed" in r.getMessage()]
     assert (failed["stopped"], failed["moreRemain"], failed["deleted"]) == ("time_budget", True, 0)
+
+
+async def test_a_run_whose_every_pass_deleted_something_says_more_remain(monkeypatch: pytest.MonkeyPatch) -> None:
+    from CleanupTimer import cleanup
+
+    monkeypatch.setattr(cleanup, "MAX_PASSES", 1)  # no confirming pass left to prove the backlog empty
+    container = FakeContainer()
+    await seed(container, expired=10, fresh=2)
+    report = await clean(container)
+    assert report.deleted == 10 and report.stopped == "max_passes" and report.more_remain

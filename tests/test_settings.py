@@ -107,7 +107,7 @@ def test_function_timeout_is_read_from_host_json(tmp_path: Path) -> None:
     host.write_text('{"version": "2.0", "functionTimeout": "-1"}')
     assert settings.read_function_timeout(host) is None
     host.write_text('{"version": "2.0", "functionTimeout": "ten minutes"}')
-    with pytest.raises(ConfigurationError, match="functionTimeout"):
+    with pytest.raises(ConfigurationError, match="host.json setting .functionTimeout. must look like"):
         settings.read_function_timeout(host)
 
 

@@ -53,6 +53,7 @@ __all__ = [
     "EtlSettings",
     "GreetingSettings",
     "IdentitySettings",
+    "NetworkSettings",
     "PLATFORM_SETTINGS",
     "QueueSettings",
     "SecretSettings",
@@ -67,6 +68,7 @@ __all__ = [
     "identity_settings",
     "is_loopback_host",
     "local_secret",
+    "network_settings",
     "queue_settings",
     "read_function_timeout",
     "reset_cache",
@@ -289,6 +291,18 @@ def cleanup_settings(read: SettingsReader) -> CleanupSettings:
         page_size=read.integer("CLEANUP_PAGE_SIZE", 200, minimum=1, maximum=1000),
         time_budget_seconds=budget,
     )
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    #: Let the HTTP clients read proxy settings (HTTPS_PROXY, NO_PROXY) and ~/.netrc from the
+    #: environment, which aiohttp does on every request; off by default (see common.clients).
+    proxy_from_environment: bool
+
+
+@_group("HTTP_PROXY_FROM_ENVIRONMENT")
+def network_settings(read: SettingsReader) -> NetworkSettings:
+    return NetworkSettings(proxy_from_environment=read.boolean("HTTP_PROXY_FROM_ENVIRONMENT", False))
 
 
 @dataclass(frozen=True)

@@ -106,3 +106,37 @@ async def test_close_all_closes_newest_first(monkeypatch: pytest.MonkeyPatch) ->
     await clients.close_all()
     assert closed == ["client", "credential"]
     assert loop_cache.get_or_build("a", lambda: Closable("fresh")).name == "fresh"
+
+
+def _transport_of(client: object) -> object:
+    """The innermost transport of an azure-core based client's pipeline."""
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    seen, stack = set(), [client]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, AioHttpTransport):
+            return node
+        if id(node) in seen or node is None or isinstance(node, (str, bytes, int, float)):
+            continue
+        seen.add(id(node))
+        for name in ("_client", "client_connection", "pipeline_client", "_pipeline", "_transport", "_policies"):
+            value = getattr(node, name, None)
+            stack.extend(value if isinstance(value, list) else [value])
+    raise AssertionError(f"no aiohttp transport in {type(client).__name__}")
+
+
+@pytest.mark.parametrize(("value", "expected"), [(None, False), ("false", False), ("true", True)])
+async def test_http_clients_look_up_proxies_only_when_told_to(monkeypatch: pytest.MonkeyPatch, value: str | None,
+                                                              expected: bool) -> None:
+    """aiohttp's per-request proxy and .netrc lookups (trust_env) double the client CPU of a Cosmos DB
+    call; HTTP_PROXY_FROM_ENVIRONMENT=true brings them back for users behind a proxy."""
+    set_env(monkeypatch, EtlStorage=AZURITE, CosmosConnection=COSMOS_LOCAL, COSMOS_DATABASE="db",
+            COSMOS_CONTAINER="items", KEY_VAULT_URL="https://127.0.0.1:8443/")
+    if value is not None:
+        set_env(monkeypatch, HTTP_PROXY_FROM_ENVIRONMENT=value)
+    try:
+        for client in (clients.cosmos_client(), clients.blob_service_client(), clients.secret_client()):
+            assert _transport_of(client)._use_env_settings is expected, type(client).__name__  # type: ignore[attr-defined]
+    finally:
+        await clients.close_all()

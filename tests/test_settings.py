@@ -156,7 +156,7 @@ def test_every_setting_a_group_reads_is_declared_and_listed() -> None:
                   CosmosConnection__accountEndpoint="https://a.documents.azure.com:443/", EtlStorage__accountName="acct")
     for group in (settings.identity_settings, settings.secret_settings, settings.greeting_settings,
                   settings.queue_settings, settings.cosmos_target, settings.etl_settings, settings.cleanup_settings,
-                  settings.telemetry_settings, settings.service_bus_connection, settings.cosmos_connection,
+                  settings.telemetry_settings, settings.network_settings, settings.service_bus_connection, settings.cosmos_connection,
                   settings.storage_connection):
         assert group(values=values) is not None
     assert {"OTEL_SERVICE_NAME", "API_KEY", "EtlStorage__blobServiceUri"} <= settings.setting_names()

@@ -22,6 +22,7 @@ from typing import Any, Literal
 
 from common.errors import InvalidInput
 from common.strict_json import (
+    MAX_DEPTH,
     JsonInputError,
     check_syntax,
     has_unpaired_surrogate,
@@ -38,7 +39,7 @@ MAX_ID_LENGTH = 255
 FORBIDDEN_ID_CHARACTERS = frozenset("/\\?#")
 MAX_ITEM_BYTES = 2 * 1024 * 1024 - 16 * 1024
 #: Deeper records are refused before anything tries to serialize them.
-MAX_NESTING = 64
+MAX_NESTING = MAX_DEPTH
 _UTF8_BOM = codecs.BOM_UTF8
 _CHUNK = 256 * 1024
 
@@ -170,8 +171,8 @@ def iter_records(data: bytes, fmt: BlobFormat) -> Iterator[RawRecord]:
     since the record's other fields may still be valid.
     """
     if fmt == "json":
-        first, position = _first_significant(_body(data))
-        offset = len(data) - len(_body(data)) + position
+        body = _body(data)
+        offset = len(data) - len(body) + _first_significant(body)[1]
         for element in iter_array_elements(data, offset):
             if element.depth > MAX_NESTING:
                 yield RawRecord(element.index, error=f"record nests deeper than {MAX_NESTING} levels")

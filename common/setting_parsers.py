@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from common.errors import ConfigurationError
 
-__all__ = ["SettingsReader", "is_loopback_host"]
+__all__ = ["SettingsReader", "https_url", "is_loopback_host"]
 
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

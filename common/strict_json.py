@@ -141,9 +141,9 @@ _STRICT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse
 _EXACT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_exact_float, parse_constant=_parse_constant)
 
 
-def _skip(pattern: re.Pattern[bytes], data: bytes, position: int) -> int:
-    """Where the next structural byte (or the end) is, from ``position``."""
-    match = pattern.match(data, position)
+def _skip(pattern: re.Pattern[bytes], data: bytes, position: int, end: int | None = None) -> int:
+    """Where what ``pattern`` skips ends, from ``position`` (the next structural byte, or the end)."""
+    match = pattern.match(data, position, len(data) if end is None else end)
     assert match is not None  # the pattern matches the empty string
     return match.end()
 
@@ -312,11 +312,11 @@ def iter_array_elements(data: bytes, offset: int = 0) -> Iterator[ArrayElement]:
 #: reader can stop the check (C speed, but recursive: only for values within the depth limit).
 _SYNTAX_ONLY = json.JSONDecoder(parse_int=lambda _: None, parse_float=lambda _: None,
                                 parse_constant=lambda _: None)
-_VALUE_TOKEN = re.compile(
-    rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'  # string
-    rb"|-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"     # number
-    rb"|true|false|null|NaN|Infinity|-Infinity")
-_STRING_TOKEN = re.compile(rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"')
+#: A JSON string as the grammar allows it (no raw control characters, only the defined escapes).
+_STRICT_STRING = rb'"(?:[^"\\\x00-\x1f]++|\\["\\/bfnrt]|\\u[0-9a-fA-F]{4})*+"'
+_STRING_TOKEN = re.compile(_STRICT_STRING)
+_VALUE_TOKEN = re.compile(_STRICT_STRING + rb"|-?(?:0|[1-9][0-9]*+)(?:\.[0-9]++)?+(?:[eE][+-]?+[0-9]++)?+"
+                          rb"|true|false|null|NaN|Infinity|-Infinity")
 _WHITESPACE_RUN = re.compile(rb"[ \t\r\n]*+")
 _VALUE_OR_CLOSE = "value_or_close"
 _KEY_OR_CLOSE = "key_or_close"
@@ -329,23 +329,23 @@ def check_syntax(data: bytes, start: int, end: int) -> None:
     building anything: an explicit stack, not recursion. For an element the strict reader
     refused for a limit, so a syntax error inside it still makes the whole array malformed.
     """
+    raw = data[start:end]
     try:
-        data[start:end].decode("utf-8")
+        text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonInputError("not_utf8", f"is not valid UTF-8 (invalid byte at position {start + exc.start})",
                              start + exc.start) from None
-    if exceeds_depth(data[start:end], MAX_DEPTH) is None:
+    if exceeds_depth(raw, MAX_DEPTH) is None:
         try:
-            _SYNTAX_ONLY.decode(data[start:end].decode("utf-8"))
+            _SYNTAX_ONLY.decode(text)
         except json.JSONDecodeError as exc:
-            offset = len(data[start:end].decode("utf-8")[: exc.pos].encode("utf-8"))
-            raise _syntax_error(data, start + offset, exc.msg) from None
+            raise _syntax_error(data, start + len(text[: exc.pos].encode("utf-8")), exc.msg) from None
         return
     stack: list[int] = []
     expect = "value"  # value | value_or_close | key | key_or_close | colon | comma_or_close
     position = start
     while True:
-        position = _WHITESPACE_RUN.match(data, position, end).end()  # type: ignore[union-attr]
+        position = _skip(_WHITESPACE_RUN, data, position, end)
         if position >= end:
             if expect == "comma_or_close" and not stack:
                 return

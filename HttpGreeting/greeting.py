@@ -7,29 +7,29 @@ request and response types onto these.
 
 from __future__ import annotations
 
-import hmac
-import json
-import re
-import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import dataclass
 
-from common import settings, strict_json, telemetry
+from common import strict_json
 from common.errors import InvalidInput
+from common.http_api import (
+    UNAUTHORIZED,
+    KeyLoader,
+    Reply,
+    Responder,
+    authorize,
+    correlation_id_for,
+    keys_match,
+    load_configured_api_key,
+)
 from common.logs import InvocationLog
-from common.timing import elapsed_ms
-from common.secrets import SecretUnavailableError, get_secret
+
+__all__ = ["MAX_BODY_BYTES", "MAX_NAME_LENGTH", "UNAUTHORIZED", "BadRequest", "GreetingRequest", "Reply",
+           "correlation_id_for", "extract_name", "keys_match", "respond", "validate_name"]
 
 MAX_NAME_LENGTH = 100
 MAX_BODY_BYTES = 64 * 1024
-RETRY_AFTER_SECONDS = 30
-#: One answer for a missing key, a wrong key and no key configured: the caller learns nothing more.
-UNAUTHORIZED = {"error": "Missing or invalid API key (header 'x-api-key')."}
-_SANE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
-
-KeyLoader = Callable[[], Awaitable[str | None]]
 
 
 @dataclass(frozen=True)
@@ -39,16 +39,6 @@ class GreetingRequest:
     body: bytes
     api_key: str | None
     caller_correlation_id: str | None = None
-
-
-@dataclass(frozen=True)
-class Reply:
-    status: int
-    body: dict[str, Any]
-    headers: dict[str, str] = field(default_factory=dict)
-
-    def body_json(self) -> str:
-        return json.dumps(self.body, ensure_ascii=False)
 
 
 class BadRequest(InvalidInput):
@@ -64,13 +54,6 @@ _BODY_ERRORS = {
     "too_deep": "Request body nests JSON too deeply: it {detail}.",
     "number_too_long": "Request body is not valid JSON: a number is too long ({detail}).",
 }
-
-
-def correlation_id_for(caller_value: str | None, invocation_id: str) -> str:
-    """The caller's correlation id when it is a sane token, else the invocation id."""
-    if caller_value and _SANE_CORRELATION_ID.fullmatch(caller_value):
-        return caller_value
-    return invocation_id
 
 
 def validate_name(value: object) -> str:
@@ -107,20 +90,6 @@ def extract_name(params: Mapping[str, str], body: bytes) -> str:
     return validate_name(payload["name"])
 
 
-async def load_configured_api_key() -> str | None:
-    """The API key from Key Vault (or, locally, the API_KEY app setting)."""
-    cfg = settings.greeting_settings()
-    return await get_secret(cfg.api_key_secret_name, local_setting=cfg.local_api_key_setting)
-
-
-def keys_match(provided: str, expected: str) -> bool:
-    """Constant-time comparison, so timing does not reveal how much of the key matched.
-
-    ``surrogatepass``: a header may carry half of a UTF-16 pair; it is just a wrong key.
-    """
-    return hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
-
-
 async def respond(
     request: GreetingRequest,
     *,
@@ -136,44 +105,18 @@ async def respond(
     unexpected, a :class:`~common.errors.ConfigurationError` included, a 500 whose detail
     goes to the log only.
     """
-    started = time.perf_counter()
     correlation_id = correlation_id_for(request.caller_correlation_id, invocation_id)
-    log = log.bind(correlationId=correlation_id)
-    headers = {"Content-Type": "application/json; charset=utf-8", "x-correlation-id": correlation_id,
-               "Cache-Control": "no-store"}
-
-    def reply(status: int, body: dict[str, Any], outcome: str, **extra_headers: str) -> Reply:
-        elapsed = time.perf_counter() - started
-        level = log.warning if 400 <= status < 500 else (log.error if status >= 500 else log.info)
-        level("greeting.completed", status=status, outcome=outcome, durationMs=elapsed_ms(started))
-        telemetry.count("app.greeting.requests", outcome=outcome, **{"http.response.status_code": status})
-        dimensions: dict[str, str | int] = {"http.request.method": request.method, "http.response.status_code": status}
-        telemetry.record_duration("http.server.request.duration", elapsed, **dimensions)
-        return Reply(status, body, {**headers, **extra_headers})
-
+    reply = Responder("greeting", method=request.method, correlation_id=correlation_id,
+                      log=log.bind(correlationId=correlation_id), requests_metric="app.greeting.requests")
     try:
-        try:
-            expected = await load_api_key()
-        except SecretUnavailableError as exc:
-            log.error("greeting.key_unavailable", error=str(exc))
-            return reply(503, {"error": "The service is temporarily unavailable; try again later."},
-                         "key_unavailable", **{"Retry-After": str(RETRY_AFTER_SECONDS)})
-        if expected is None:
-            cfg = settings.greeting_settings()
-            log.error(
-                "greeting.key_not_configured",
-                reason=f"no API key: set secret '{cfg.api_key_secret_name}' in the vault at KEY_VAULT_URL, "
-                f"or (locally) the app setting '{cfg.local_api_key_setting}'; refusing every request",
-            )
-            return reply(401, dict(UNAUTHORIZED), "key_not_configured")
-        if not request.api_key or not keys_match(request.api_key, expected):
-            return reply(401, dict(UNAUTHORIZED),
-                         "missing_key" if not request.api_key else "wrong_key")
+        refused = await authorize(request.api_key, reply, load_api_key)
+        if refused is not None:
+            return refused
         try:
             name = extract_name(request.params, request.body)
         except BadRequest as exc:
             return reply(400, {"error": str(exc)}, "bad_request")
         return reply(200, {"message": f"Hello, {name}"}, "greeted")
     except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
-        log.exception("greeting.failed", exc)
+        reply.log.exception("greeting.failed", exc)
         return reply(500, {"error": "Internal server error"}, "error")

@@ -1,4 +1,5 @@
-"""QueueProcessor: process a JSON event from Service Bus and forward the result."""
+"""QueueProcessor: process a JSON event or a CloudEvent from Service Bus, store the result in
+Cosmos DB and forward it."""
 
 from __future__ import annotations
 
@@ -17,13 +18,16 @@ async def main(msg: func.ServiceBusMessage, context: func.Context) -> None:
 
     inbound = InboundMessage.from_trigger(msg)
     queues = settings.queue_settings()
-    log = bind_invocation(context, correlation_id=inbound.correlation_id or inbound.message_id)
-    # An internal span linked to the producer's: the host already reports the invocation as a
-    # request; a consumer span would count it twice.
+    log = bind_invocation(context, correlation_id=(inbound.correlation_id or inbound.event_correlation_id()
+                                                  or inbound.message_id))
+    # An internal span: the host already reports the invocation as a request; a consumer span
+    # would count it twice. A CloudEvent's own trace context (PublishEvent's request) is
+    # continued; other producers' (message properties) are linked.
     span = telemetry.invocation_span(context, f"process {queues.input_queue}",
                                      attributes=inbound.span_attributes(queues.input_queue),
-                                     links_from=inbound.upstream_traceparents())
+                                     links_from=inbound.upstream_traceparents(),
+                                     continues=inbound.event_traceparent())
     with masked_failures(), span:
-        # Raises when a send fails past its retry budget: Service Bus then redelivers,
-        # and dead-letters after MaxDeliveryCount.
+        # Raises when a write or a send fails past its retry budget: Service Bus then
+        # redelivers, and dead-letters after MaxDeliveryCount.
         await process_message(inbound, queues=queues, log=log)

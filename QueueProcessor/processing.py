@@ -1,12 +1,20 @@
-"""Event processing: validate one message, forward its result, set aside what can never succeed.
+"""Event processing: validate one message, store its result, forward it, set aside what can never succeed.
 
-Idempotent by construction: the output message's id is derived from the input
-message's id, so a redelivered input produces a message that the output
-queue's duplicate detection drops. A message that can never be processed (not
-UTF-8, not strict JSON, not an object, no string ``id``, or a result too large
-to send) goes to the invalid queue with its original body, its application
-properties and the reason, and the invocation completes. A send that keeps
-failing raises after the retry budget, so Service Bus redelivers.
+A message carries either a CloudEvent (as Event Grid delivers one from PublishEvent's
+topic: a JSON object with ``specversion``, checked by :mod:`common.cloud_events`) or a
+plain JSON event (an object with a string ``id``). Its result is upserted into Cosmos DB
+(``COSMOS_DATABASE``/``COSMOS_CONTAINER``) and, when ``OUTPUT_QUEUE_NAME`` is set,
+forwarded to that queue, so the chain goes on.
+
+Idempotent by construction: the item's id is derived from the event (its source and
+id), so a redelivered message rewrites the same item; the output message's id is
+derived from the input message's id, so a redelivered input produces a message that
+the output queue's duplicate detection drops. A message that can never be processed
+(not UTF-8, not strict JSON, not an object, no string ``id``, not a valid CloudEvent, a
+result Cosmos DB refuses, or one too large to send) goes to the invalid queue with its
+original body, its application properties and the reason, and the invocation completes.
+A write or a send that keeps failing raises after its retry budget, so Service Bus
+redelivers.
 
 Strict JSON in and out (:mod:`common.strict_json`): ``NaN``, ``Infinity`` and
 numbers beyond a double's range are refused on the way in, and the result is
@@ -15,14 +23,16 @@ reads exactly what was sent.
 
 Errors (:mod:`common.errors`): :func:`process_message` raises nothing for bad
 input (it is set aside); it raises :class:`~common.errors.ConfigurationError`
-for a bad setting and lets a send that failed past its retry budget (an SDK
-error) propagate, so Service Bus redelivers, then dead-letters.
+for a bad setting (or a container whose partition key the items do not carry)
+and lets a write or a send that failed past its retry budget (an SDK error)
+propagate, so Service Bus redelivers, then dead-letters.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import json
 import time
@@ -32,24 +42,31 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from common import clients, telemetry
-from common.errors import InvalidInput
+from common import clients, cloud_events, telemetry
+from common.cosmos import partition_key_of
+from common.errors import ConfigurationError, InvalidInput
 from common.logs import InvocationLog, describe_error
-from common.retry import RetryPolicy, queue_send_policy, retry_async
+from common.retry import RetryPolicy, cosmos_write_policy, queue_send_policy, retry_async
 from common.settings import QueueSettings
 from common.timing import elapsed_ms, utc_timestamp
 from common.strict_json import JsonInputError, dumps, has_unpaired_surrogate, loads
 
 if TYPE_CHECKING:
     import azure.functions as func
+    from azure.cosmos.aio import ContainerProxy
     from azure.servicebus import ServiceBusMessage
 
 #: Namespace of the output message ids (uuid5 of the input message id).
 OUTPUT_ID_NAMESPACE = uuid.UUID("6f1c7a52-4c8e-4d55-9d8e-1c0b9a6f2e31")
+#: Namespace of the stored items' ids (uuid5 of the event's source and id).
+ITEM_ID_NAMESPACE = uuid.UUID("0d7c2f4e-5b1a-4f3e-9a6d-2c8e7b1f4a90")
+#: The type stored for a plain event, which names none.
+PLAIN_EVENT_TYPE = "plain"
 MAX_REASON_LENGTH = 512
 
-InvalidReason = Literal["not_utf8", "not_json", "not_object", "missing_id", "result_too_large"]
-Outcome = Literal["forwarded", "invalid"]
+InvalidReason = Literal["not_utf8", "not_json", "not_object", "missing_id", "invalid_cloud_event",
+                        "not_storable", "result_too_large"]
+Outcome = Literal["forwarded", "stored", "invalid"]
 
 
 class InvalidMessage(InvalidInput):
@@ -66,6 +83,31 @@ class InvalidMessage(InvalidInput):
 
 class Sender(Protocol):
     async def send_messages(self, message: ServiceBusMessage, **kwargs: Any) -> None: ...
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    """What a message carries: a validated CloudEvent, or a plain JSON event with a string ``id``."""
+
+    event: dict[str, Any]
+    cloud_event: bool
+
+    @property
+    def id(self) -> str:
+        return str(self.event["id"])
+
+    @property
+    def source(self) -> str | None:
+        return str(self.event["source"]) if self.cloud_event else None
+
+    @property
+    def type(self) -> str | None:
+        return str(self.event["type"]) if self.cloud_event else None
+
+    @property
+    def traceparent(self) -> str | None:
+        """The producer's trace context (the CloudEvents distributed tracing extension)."""
+        return cloud_events.valid_traceparent(self.event.get("traceparent")) if self.cloud_event else None
 
 
 @dataclass(frozen=True)
@@ -105,26 +147,58 @@ class InboundMessage:
                 "messaging.destination.name": queue, "messaging.message.id": self.message_id,
                 "messaging.servicebus.message.delivery_count": self.delivery_count}
 
+    @functools.cached_property
+    def parsed(self) -> ParsedEvent | InvalidMessage:
+        """The body read once: the event, or why it can never be processed."""
+        try:
+            return read_event(self.body)
+        except InvalidMessage as error:
+            return error
+
+    def event_correlation_id(self) -> str | None:
+        """The correlation id PublishEvent put on the event (the ``correlationid`` extension)."""
+        parsed = self.parsed
+        value = parsed.event.get("correlationid") if isinstance(parsed, ParsedEvent) and parsed.cloud_event else None
+        return value if isinstance(value, str) else None
+
+    def event_traceparent(self) -> str | None:
+        """The trace context the event's producer put on the event itself (PublishEvent's request)."""
+        parsed = self.parsed
+        return parsed.traceparent if isinstance(parsed, ParsedEvent) else None
+
     @property
     def effective_id(self) -> str:
         """The message id; for a message without one, a stable id derived from its body."""
         return self.message_id or "sha256-" + hashlib.sha256(self.body).hexdigest()[:40]
 
 
-def parse_event(body: bytes) -> dict[str, Any]:
-    """The message's JSON object, read strictly, or :class:`InvalidMessage` saying why not."""
+def read_event(body: bytes) -> ParsedEvent:
+    """The message's event, read strictly, or :class:`InvalidMessage` saying why not.
+
+    A JSON object with ``specversion`` is a CloudEvent in structured mode and must be valid
+    (:func:`common.cloud_events.validate`); a one-event JSON array of one is read as that event
+    (Event Grid delivers one event per message, but a batch-shaped body of one is unambiguous).
+    Any other object is a plain event and needs a non-empty string ``id``.
+    """
     try:
-        event = loads(body)
+        value = loads(body)
     except JsonInputError as exc:
         raise InvalidMessage("not_utf8" if exc.reason == "not_utf8" else "not_json", f"body {exc.detail}") from None
-    if not isinstance(event, dict):
-        raise InvalidMessage("not_object", f"body is a JSON {type(event).__name__}, not an object")
-    event_id = event.get("id")
+    if isinstance(value, list) and len(value) == 1 and cloud_events.is_cloud_event(value[0]):
+        value = value[0]
+    if not isinstance(value, dict):
+        raise InvalidMessage("not_object", f"body is a JSON {type(value).__name__}, not an object")
+    if cloud_events.is_cloud_event(value):
+        try:
+            return ParsedEvent(cloud_events.validate(value), cloud_event=True)
+        except cloud_events.CloudEventError as exc:
+            raise InvalidMessage("invalid_cloud_event", f"body is not a valid CloudEvent: {exc.detail}") from None
+    event_id = value.get("id")
     if not isinstance(event_id, str) or not event_id.strip():
         raise InvalidMessage("missing_id", "body has no non-empty string 'id'")
     if has_unpaired_surrogate(event_id):
         raise InvalidMessage("missing_id", "body's 'id' holds an unpaired UTF-16 surrogate, which is not text")
-    return event
+    return ParsedEvent(value, cloud_event=False)
 
 
 def output_message_id(input_message_id: str) -> str:
@@ -132,14 +206,82 @@ def output_message_id(input_message_id: str) -> str:
     return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, input_message_id))
 
 
-def build_result(event: Mapping[str, Any], source_message_id: str, now: datetime) -> dict[str, Any]:
+def build_result(parsed: ParsedEvent, source_message_id: str, now: datetime) -> dict[str, Any]:
+    """The processed result: what is stored and what is forwarded.
+
+    A plain event's result carries the whole event as ``payload``; a CloudEvent's carries its
+    identity (``id``, ``source``, ``type``, ``subject``, ``time``) and its data as ``payload``
+    (or ``payloadBase64`` for binary data).
+    """
+    result: dict[str, Any] = {"id": parsed.id}
+    if parsed.cloud_event:
+        event = parsed.event
+        result.update({name: event[name] for name in ("source", "type", "subject", "time") if name in event})
+    result.update(status="processed", processedTimestamp=utc_timestamp(now), sourceMessageId=source_message_id)
+    if not parsed.cloud_event:
+        result["payload"] = dict(parsed.event)
+    elif "data_base64" in parsed.event:
+        result["payloadBase64"] = parsed.event["data_base64"]
+    else:
+        result["payload"] = parsed.event.get("data")
+    return result
+
+
+def item_id(source: str, event_id: str) -> str:
+    """The stored item's id: the same event (source and id, as CloudEvents identify one) always
+    gives the same id, made only of characters Cosmos DB accepts in an id."""
+    return str(uuid.uuid5(ITEM_ID_NAMESPACE, json.dumps([source, event_id], ensure_ascii=False)))
+
+
+def stored_item(parsed: ParsedEvent, result: Mapping[str, Any], input_queue: str) -> dict[str, Any]:
+    """The Cosmos DB item of a result. ``timestamp`` is what CleanupTimer's retention reads;
+    ``metadata.source`` and ``metadata.type`` are shaped as BlobEtl's items, so the container's
+    partition key may be ``/id`` or ``/metadata/source`` for both. A plain event's source is
+    its queue."""
+    source = parsed.source or f"/queues/{input_queue}"
     return {
-        "id": event["id"],
-        "status": "processed",
-        "processedTimestamp": utc_timestamp(now),
-        "sourceMessageId": source_message_id,
-        "payload": dict(event),
+        **result,
+        "id": item_id(source, parsed.id),
+        "eventId": parsed.id,
+        "timestamp": result["processedTimestamp"],
+        "metadata": {"source": source, "type": parsed.type or PLAIN_EVENT_TYPE},
     }
+
+
+async def store_result(container: ContainerProxy, item: dict[str, Any], policy: RetryPolicy,
+                       log: InvocationLog) -> None:
+    """Upsert ``item``, retrying transient failures within the policy; then raise.
+
+    Raises :class:`InvalidMessage` when Cosmos DB refuses the item itself (400, or 413 for an
+    item over 2 MB): no retry can store it. Raises :class:`ConfigurationError` when the
+    container's partition key is a path the item does not carry.
+    """
+    from azure.cosmos.exceptions import CosmosHttpResponseError
+
+    key = await partition_key_of(container)
+    try:
+        key.value_of(item)
+    except KeyError as missing:
+        raise ConfigurationError(
+            "COSMOS_CONTAINER", f"names container '{container.id}', partitioned by {missing}, a path the stored "
+            "events do not carry (they carry /id, /metadata/source and /metadata/type)") from None
+
+    def on_retry(attempt_number: int, delay: float, error: BaseException) -> None:
+        log.warning("message.store_retry", container=container.id, attempt=attempt_number,
+                    delayS=round(delay, 3), error=describe_error(error))
+
+    with telemetry.span(f"upsert {container.id}", kind="client", attributes={
+            "db.system.name": "azure.cosmosdb", "db.operation.name": "upsert_item",
+            "db.collection.name": container.id}):
+        try:
+            await retry_async(lambda: container.upsert_item(item), policy, on_retry=on_retry)
+        except CosmosHttpResponseError as exc:
+            if exc.status_code == 413:
+                raise InvalidMessage("result_too_large", "the processed result is larger than a Cosmos DB item "
+                                     f"may be: {describe_error(exc)}") from None
+            if exc.status_code == 400:
+                raise InvalidMessage("not_storable", f"Cosmos DB refused the result: {describe_error(exc)}") from None
+            raise
 
 
 _INT32 = range(-(2**31), 2**31)
@@ -186,18 +328,22 @@ def _property_value(value: Any) -> Any:
     return _text(json.dumps(value, default=str))
 
 
-def result_message(inbound: InboundMessage, event: Mapping[str, Any], now: datetime) -> ServiceBusMessage:
+def result_message(inbound: InboundMessage, result: Mapping[str, Any]) -> ServiceBusMessage:
     from azure.servicebus import ServiceBusMessage
 
     source_id = inbound.effective_id
+    properties: dict[str | bytes, Any] = {"sourceMessageId": source_id, "eventId": _text(str(result["id"])[:256])}
+    for name, key in (("source", "eventSource"), ("type", "eventType")):
+        if name in result:
+            properties[key] = _text(str(result[name])[:256])
     return ServiceBusMessage(
         # UTF-8, not ASCII escapes (which double non-Latin text against the 256 KB limit of the
         # Standard tier); strict JSON, so no NaN or Infinity reaches a consumer.
-        dumps(build_result(event, source_id, now)),
+        dumps(result),
         message_id=output_message_id(source_id),
         correlation_id=inbound.correlation_id or source_id,
         content_type="application/json",
-        application_properties={"sourceMessageId": source_id, "eventId": str(event["id"])[:256]},
+        application_properties=properties,
     )
 
 
@@ -286,15 +432,18 @@ async def process_message(
     *,
     queues: QueueSettings,
     log: InvocationLog,
+    container: ContainerProxy | None = None,
     sender_for: Callable[[str], Sender] | None = None,
     discard_sender: Callable[[str], None] | None = None,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Outcome:
-    """Forward the processed result, or route the message aside; raise if neither send succeeds.
+    """Store the processed result and forward it (when an output queue is set), or route the
+    message aside; raise if that cannot be done within the budgets.
 
-    ``sender_for(queue)`` and ``discard_sender(queue)`` default to ``common.clients``'
-    ``queue_sender`` and ``discard_queue_sender`` (looked up per call); a caller that passes its
-    own ``sender_for`` may pass a ``discard_sender`` too (otherwise nothing is discarded).
+    ``container`` defaults to ``common.clients.cosmos_container()``. ``sender_for(queue)`` and
+    ``discard_sender(queue)`` default to ``common.clients``' ``queue_sender`` and
+    ``discard_queue_sender`` (looked up per call); a caller that passes its own ``sender_for``
+    may pass a ``discard_sender`` too (otherwise nothing is discarded).
     """
     started = time.perf_counter()
     if sender_for is None:
@@ -309,6 +458,11 @@ async def process_message(
     def outcome(name: str) -> None:
         telemetry.count("app.queue.messages", outcome=name, **{"messaging.destination.name": queues.input_queue})
         telemetry.record_duration("messaging.process.duration", time.perf_counter() - started, outcome=name)
+
+    def failed(stage: str, exc: BaseException, **fields: Any) -> None:
+        outcome("failed")
+        log.error("message.failed", outcome="failed", stage=stage, error=describe_error(exc),
+                  durationMs=elapsed_ms(started), **fields)
 
     async def route_aside(error: InvalidMessage) -> Outcome:
         assert sender_for is not None
@@ -326,22 +480,35 @@ async def process_message(
                                       invalid_message(inbound, error, queues.input_queue, compact=True),
                                       policy, log, sender_for, discard)
         except Exception as exc:
-            outcome("failed")
-            log.error("message.failed", outcome="failed", stage="route_invalid", reason=error.reason,
-                      error=describe_error(exc), durationMs=elapsed_ms(started))
+            failed("route_invalid", exc, reason=error.reason)
             raise
         outcome("invalid")
         log.warning("message.routed_invalid", outcome="invalid", reason=error.reason, detail=error.detail,
                     queue=queues.invalid_queue, durationMs=elapsed_ms(started))
         return "invalid"
 
-    try:
-        event = parse_event(inbound.body)
-    except InvalidMessage as error:
-        return await route_aside(error)
+    parsed = inbound.parsed
+    if isinstance(parsed, InvalidMessage):
+        return await route_aside(parsed)
+    log = log.bind(eventId=parsed.id[:128])
+    result = build_result(parsed, inbound.effective_id, now())
+    item = stored_item(parsed, result, queues.input_queue)
 
     try:
-        message = result_message(inbound, event, now())
+        await store_result(container if container is not None else clients.cosmos_container(), item,
+                           cosmos_write_policy(queues.store_budget_seconds), log)
+    except InvalidMessage as error:
+        return await route_aside(error)
+    except Exception as exc:
+        failed("store", exc)
+        raise
+    if queues.output_queue is None:
+        outcome("stored")
+        log.info("message.stored", outcome="stored", itemId=item["id"], durationMs=elapsed_ms(started))
+        return "stored"
+
+    try:
+        message = result_message(inbound, result)
         await send_with_retry(queues.output_queue, message, policy, log, sender_for, discard)
     except Exception as exc:
         if _is_too_large(exc):
@@ -349,13 +516,11 @@ async def process_message(
             # failing every delivery until Service Bus dead-letters it without one.
             size = len(b"".join(message.body))
             return await route_aside(InvalidMessage(
-                "result_too_large", f"the processed result ({size} bytes of body) is larger than queue "
-                f"'{queues.output_queue}' accepts: {describe_error(exc)}"))
-        outcome("failed")
-        log.error("message.failed", outcome="failed", stage="forward", error=describe_error(exc),
-                  durationMs=elapsed_ms(started))
+                "result_too_large", f"the processed result ({size} bytes of body) is stored as item "
+                f"'{item['id']}' but is larger than queue '{queues.output_queue}' accepts: {describe_error(exc)}"))
+        failed("forward", exc)
         raise
     outcome("forwarded")
-    log.info("message.forwarded", outcome="forwarded", queue=queues.output_queue,
+    log.info("message.forwarded", outcome="forwarded", queue=queues.output_queue, itemId=item["id"],
              outputMessageId=message.message_id, durationMs=elapsed_ms(started))
     return "forwarded"

@@ -8,6 +8,7 @@ Every function gets its clients here, never by constructing them::
     sender = clients.queue_sender("orders-out")      # ServiceBusConnection
     blobs = clients.blob_service_client("EtlStorage")
     vault = clients.secret_client()                  # KEY_VAULT_URL
+    topic = clients.event_grid_publisher()           # EVENT_GRID_TOPIC_ENDPOINT
 
 A client is built on first use, on the running event loop, and reused by
 every later invocation on that loop (see :mod:`common.loop_cache`). The SDK
@@ -30,6 +31,7 @@ from common.credential import get_credential
 
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy, CosmosClient
+    from azure.eventgrid.aio import EventGridPublisherClient
     from azure.keyvault.secrets.aio import SecretClient
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
     from azure.storage.blob.aio import BlobServiceClient
@@ -40,6 +42,7 @@ __all__ = [
     "cosmos_client",
     "cosmos_container",
     "discard_queue_sender",
+    "event_grid_publisher",
     "queue_sender",
     "secret_client",
     "service_bus_client",
@@ -181,6 +184,32 @@ def _build_blob_service_client(connection: str) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(conn.connection_string, **kwargs)
     assert conn.endpoint is not None
     return BlobServiceClient(conn.endpoint, credential=get_credential(), **kwargs)
+
+
+# --------------------------------------------------------------- Event Grid
+
+def event_grid_publisher() -> EventGridPublisherClient:
+    """Publisher of CloudEvents to the custom topic at ``EVENT_GRID_TOPIC_ENDPOINT``, with the identity.
+
+    The topic has local authentication (access keys, SAS) disabled, so there is no key form.
+    The SDK's own retries are off: PublishEvent retries whole publishes under its budget
+    (``EVENT_PUBLISH_BUDGET_SECONDS``), so a hung or throttled topic cannot hold the request.
+    """
+    return loop_cache.get_or_build(("eventgrid",), _build_event_grid_publisher)
+
+
+def _build_event_grid_publisher() -> EventGridPublisherClient:
+    from azure.eventgrid.aio import EventGridPublisherClient
+
+    endpoint = settings.event_settings().topic_endpoint
+    if endpoint is None:
+        raise settings.ConfigurationError(
+            "EVENT_GRID_TOPIC_ENDPOINT", "is not set; set it to the custom topic's endpoint, such as "
+            "'https://my-topic.westeurope-1.eventgrid.azure.net/api/events'.")
+    # Without namespace_topic the client publishes to a basic (custom) topic, to the endpoint
+    # exactly as given (which must end in /api/events).
+    return EventGridPublisherClient(endpoint, get_credential(), retry_total=0,
+                                    transport=http_transport(verify=not _is_loopback_url(endpoint)))
 
 
 # ---------------------------------------------------------------- shutdown

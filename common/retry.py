@@ -30,6 +30,7 @@ __all__ = [
     "RetryPolicy",
     "cosmos_delete_policy",
     "cosmos_write_policy",
+    "event_publish_policy",
     "is_transient",
     "queue_send_policy",
     "retry_after_seconds",
@@ -88,6 +89,14 @@ def queue_send_policy(max_attempts: int, budget_seconds: float) -> RetryPolicy:
     """
     return RetryPolicy(max_attempts=max_attempts, total_budget=budget_seconds, base_delay=0.5, max_delay=5.0,
                        attempt_timeout=budget_seconds / 3)
+
+
+def event_publish_policy(budget_seconds: float) -> RetryPolicy:
+    """One PublishEvent publish to Event Grid, inside the HTTP request. A publish that hangs is
+    abandoned after half the budget and tried once more with the same event id (the input
+    queue's duplicate detection drops a copy that did land). ``EVENT_PUBLISH_BUDGET_SECONDS``."""
+    return RetryPolicy(max_attempts=4, base_delay=0.25, max_delay=2.0, total_budget=budget_seconds,
+                       attempt_timeout=budget_seconds / 2)
 
 
 def cosmos_delete_policy(budget_seconds: float) -> RetryPolicy:

@@ -51,6 +51,7 @@ __all__ = [
     "Connection",
     "CosmosTarget",
     "EtlSettings",
+    "EventSettings",
     "GreetingSettings",
     "IdentitySettings",
     "NetworkSettings",
@@ -63,6 +64,7 @@ __all__ = [
     "cosmos_connection",
     "cosmos_target",
     "etl_settings",
+    "event_settings",
     "function_timeout_seconds",
     "greeting_settings",
     "identity_settings",
@@ -198,23 +200,28 @@ def greeting_settings(read: SettingsReader) -> GreetingSettings:
 @dataclass(frozen=True)
 class QueueSettings:
     input_queue: str
-    output_queue: str
+    #: Where processed results are forwarded; None: results are stored in Cosmos DB only.
+    output_queue: str | None
     invalid_queue: str
     #: Attempts for one send, including the first.
     send_max_attempts: int
     #: Total time for one send with its retries; keep it well below the lock duration.
     send_budget_seconds: float
+    #: Total time for storing one result in Cosmos DB with its retries.
+    store_budget_seconds: float = 20.0
 
 
 @_group("INPUT_QUEUE_NAME", "OUTPUT_QUEUE_NAME", "INVALID_QUEUE_NAME", "QUEUE_SEND_MAX_ATTEMPTS",
-        "QUEUE_SEND_BUDGET_SECONDS")
+        "QUEUE_SEND_BUDGET_SECONDS", "QUEUE_STORE_BUDGET_SECONDS")
 def queue_settings(read: SettingsReader) -> QueueSettings:
+    output = read.raw("OUTPUT_QUEUE_NAME")
     return QueueSettings(
         input_queue=read.entity_name("INPUT_QUEUE_NAME", None, "orders-in"),
-        output_queue=read.entity_name("OUTPUT_QUEUE_NAME", None, "orders-out"),
+        output_queue=None if output is None else read.entity_name("OUTPUT_QUEUE_NAME", None, "orders-out"),
         invalid_queue=read.entity_name("INVALID_QUEUE_NAME", None, "orders-invalid"),
         send_max_attempts=read.integer("QUEUE_SEND_MAX_ATTEMPTS", 5, minimum=1, maximum=20),
         send_budget_seconds=read.number("QUEUE_SEND_BUDGET_SECONDS", 20.0, minimum=1.0),
+        store_budget_seconds=read.number("QUEUE_STORE_BUDGET_SECONDS", 20.0, minimum=1.0),
     )
 
 
@@ -253,6 +260,46 @@ def etl_settings(read: SettingsReader) -> EtlSettings:
         write_concurrency=read.integer("ETL_WRITE_CONCURRENCY", 32, minimum=1, maximum=512),
         batch_size=read.integer("ETL_BATCH_SIZE", 500, minimum=1, maximum=100_000),
         write_budget_seconds=read.number("ETL_WRITE_BUDGET_SECONDS", 60.0, minimum=1.0),
+    )
+
+
+#: Event Grid's limit on one event (and on one publish request): 1 MB, which cannot be raised.
+#: https://learn.microsoft.com/azure/event-grid/quotas-limits
+EVENT_GRID_MAX_EVENT_BYTES = 1024 * 1024
+#: An HTTP-triggered function must answer within 230 seconds, whatever functionTimeout says
+#: (the Azure load balancer's idle timeout).
+#: https://learn.microsoft.com/azure/azure-functions/functions-scale#timeout
+HTTP_RESPONSE_LIMIT_SECONDS = 230.0
+_TOPIC_ENDPOINT_EXAMPLE = "https://my-topic.westeurope-1.eventgrid.azure.net/api/events"
+
+
+@dataclass(frozen=True)
+class EventSettings:
+    #: The custom topic's endpoint (``.../api/events``); None: PublishEvent cannot publish.
+    topic_endpoint: str | None
+    #: Largest event (serialized CloudEvent) PublishEvent accepts; larger ones get a 413.
+    max_event_bytes: int
+    #: Total time for one publish with its retries, well below the HTTP response limit.
+    publish_budget_seconds: float
+
+
+@_group("EVENT_GRID_TOPIC_ENDPOINT", "EVENT_MAX_BYTES", "EVENT_PUBLISH_BUDGET_SECONDS")
+def event_settings(read: SettingsReader) -> EventSettings:
+    endpoint = read.url("EVENT_GRID_TOPIC_ENDPOINT", _TOPIC_ENDPOINT_EXAMPLE)
+    if endpoint is not None:
+        endpoint = endpoint.rstrip("/")
+        if not endpoint.endswith("/api/events"):
+            raise ConfigurationError("EVENT_GRID_TOPIC_ENDPOINT", "must be the custom topic's endpoint, ending in "
+                                     f"'/api/events', such as {_TOPIC_ENDPOINT_EXAMPLE!r}.")
+    budget = read.number("EVENT_PUBLISH_BUDGET_SECONDS", 10.0, minimum=1.0)
+    if budget > HTTP_RESPONSE_LIMIT_SECONDS / 2:
+        raise ConfigurationError("EVENT_PUBLISH_BUDGET_SECONDS", f"must be at most {HTTP_RESPONSE_LIMIT_SECONDS / 2:g} "
+                                 f"seconds: an HTTP function must answer within {HTTP_RESPONSE_LIMIT_SECONDS:g} s.")
+    return EventSettings(
+        topic_endpoint=endpoint,
+        max_event_bytes=read.integer("EVENT_MAX_BYTES", EVENT_GRID_MAX_EVENT_BYTES, minimum=1024,
+                                     maximum=EVENT_GRID_MAX_EVENT_BYTES),
+        publish_budget_seconds=budget,
     )
 
 

@@ -191,17 +191,40 @@ def _links(traceparents: Sequence[str]) -> list[Any]:
     return links
 
 
+def _trace_id_of(parent: Any) -> int:
+    from opentelemetry.trace import get_current_span
+
+    return get_current_span(parent).get_span_context().trace_id
+
+
 @contextlib.contextmanager
 def invocation_span(context: Any, name: str, *, kind: SpanKindName = "internal",
                     attributes: Mapping[str, Any] | None = None,
-                    links_from: Sequence[str] = ()) -> Iterator[Span]:
+                    links_from: Sequence[str] = (), continues: str | None = None) -> Iterator[Span]:
     """The invocation's span, a child of the host's trace; ``links_from`` are traceparents to link
-    (for example the producer of a message). An exception is recorded and re-raised."""
+    (for example the producer of a message). An exception is recorded and re-raised.
+
+    ``continues`` is a traceparent the invocation's work belongs to (a CloudEvent's, set by the
+    request that published it): when it is valid and in another trace than the host's, the span
+    is its child, so the request's trace goes on here, and the host's invocation is linked instead.
+    """
     _ensure_configured()
     assert _tracer is not None
+    parent = _parent_context(context)
+    links = list(links_from)
+    if continues:
+        from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+        upstream = TraceContextTextMapPropagator().extract({"traceparent": continues})
+        upstream_trace = _trace_id_of(upstream)
+        if upstream_trace and upstream_trace != _trace_id_of(parent):
+            host_traceparent = getattr(getattr(context, "trace_context", None), "trace_parent", None)
+            if host_traceparent:
+                links.append(host_traceparent)
+            parent = upstream
     base = {"faas.invocation_id": getattr(context, "invocation_id", None), "faas.name": name}
     with _tracer.start_as_current_span(
-            name, context=_parent_context(context), kind=_kind(kind), links=_links(links_from),
+            name, context=parent, kind=_kind(kind), links=_links(links),
             attributes={k: v for k, v in {**base, **dict(attributes or {})}.items() if v is not None},
             record_exception=False, set_status_on_exception=False) as current:
         with _record_errors(current):
@@ -273,6 +296,8 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "http.server.request.duration": ("histogram", "s", "Duration of HTTP requests served"),
     "app.queue.messages": ("counter", "{message}", "QueueProcessor messages by outcome"),
     "app.queue.send_retries": ("counter", "{retry}", "Service Bus sends retried"),
+    "app.events.requests": ("counter", "{request}", "PublishEvent requests by outcome and status"),
+    "app.events.publish_retries": ("counter", "{retry}", "Event Grid publishes retried"),
     "messaging.process.duration": ("histogram", "s", "Duration of processing one message"),
     "app.etl.records": ("counter", "{record}", "BlobEtl records by outcome"),
     "app.etl.duration": ("histogram", "s", "Duration of one BlobEtl run"),

@@ -82,7 +82,7 @@ def set_env(monkeypatch: pytest.MonkeyPatch, **values: str) -> None:
 
 def use_fake_clients(monkeypatch: pytest.MonkeyPatch, *, cosmos: object | None = None, blobs: object | None = None,
                      bus: object | None = None, vault: object | None = None,
-                     service_bus_client: object | None = None) -> None:
+                     service_bus_client: object | None = None, event_grid: object | None = None) -> None:
     """Put fakes behind ``common.clients``' factories, for tests that go through a function's ``main``.
 
     ``main`` takes only its bindings (the runtime refuses any other parameter), so it gets its
@@ -115,5 +115,7 @@ def use_fake_clients(monkeypatch: pytest.MonkeyPatch, *, cosmos: object | None =
         stand_in("secret_client", lambda **_: vault)
     if service_bus_client is not None:
         stand_in("service_bus_client", lambda **_: service_bus_client)
+    if event_grid is not None:
+        stand_in("event_grid_publisher", lambda **_: event_grid)
     if bus is not None:
         stand_in("queue_sender", lambda queue_name, **_: bus.sender_for(queue_name))  # type: ignore[attr-defined]

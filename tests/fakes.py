@@ -368,3 +368,56 @@ class _FakePage:
             for result in self._results:
                 yield result
         return gen()
+
+
+def event_grid_error(status: int, message: str = "", retry_after: str | None = None):  # noqa: ANN201
+    """What ``EventGridPublisherClient.send`` raises for ``status``, as azure-eventgrid 4.x does:
+    ``ClientAuthenticationError`` for 401, ``ResourceNotFoundError`` (re-raised without a status,
+    from the original) for 404, ``HttpResponseError`` with the status for the rest (403, 413,
+    429 and 503 included). tests/test_publish_event.py checks these against the real client."""
+    from azure.core.exceptions import ClientAuthenticationError, HttpResponseError, ResourceNotFoundError
+
+    response = FakeHttpResponse(status, {"Retry-After": retry_after} if retry_after else {})
+    if status == 401:
+        return ClientAuthenticationError(message=message or "Unauthorized", response=response)
+    if status == 404:
+        try:
+            raise ResourceNotFoundError(message=message or "Not Found", response=response)
+        except ResourceNotFoundError as original:
+            error = ResourceNotFoundError("Resource not found. For Event Grid Basic, do not specify the "
+                                          "namespace_topic name.")
+            error.__cause__ = original
+            return error
+    return HttpResponseError(message=message or f"Operation returned an invalid status '{response.reason}'",
+                             response=response)
+
+
+class FakeEventGridPublisher:
+    """Behaves as ``azure.eventgrid.aio.EventGridPublisherClient.send`` for one CloudEvent.
+
+    ``published`` holds each accepted event as the JSON object the SDK sends for it;
+    ``failures`` scripts errors per call (see :func:`event_grid_error`); ``hang`` makes a
+    call never answer (only cancelling ends it); ``calls`` counts attempts.
+    """
+
+    def __init__(self) -> None:
+        self.published: list[dict] = []
+        self.failures: list[BaseException] = []
+        self.hang = False
+        self.calls = 0
+
+    async def send(self, events, **kwargs) -> None:  # noqa: ANN001, ANN003
+        from azure.core.messaging import CloudEvent
+        from azure.eventgrid._legacy._helpers import _cloud_event_to_generated
+
+        self.calls += 1
+        if self.hang:
+            await asyncio.Event().wait()
+        if self.failures:
+            raise self.failures.pop(0)
+        for event in events if isinstance(events, list) else [events]:
+            assert isinstance(event, CloudEvent)
+            self.published.append(_cloud_event_to_generated(event).serialize())
+
+    async def close(self) -> None:
+        pass

@@ -14,18 +14,24 @@ import QueueProcessor
 from common import clients
 from common.logs import InvocationFailed
 from common.settings import QueueSettings
-from QueueProcessor.processing import InboundMessage, output_message_id, parse_event, process_message
+from QueueProcessor.processing import InboundMessage, output_message_id, process_message, read_event
 from tests.conftest import FakeContext, set_env, use_fake_clients
-from tests.fakes import FakeServiceBus
+from tests.fakes import FakeContainer, FakeServiceBus
 
 QUEUES = QueueSettings(input_queue="in", output_queue="out", invalid_queue="invalid",
                        send_max_attempts=4, send_budget_seconds=5.0)
 
 
 @pytest.fixture
-def bus(monkeypatch: pytest.MonkeyPatch) -> FakeServiceBus:
+def store() -> FakeContainer:
+    """The Cosmos DB container results are stored in (partitioned by /id, as infra/ creates it)."""
+    return FakeContainer()
+
+
+@pytest.fixture
+def bus(monkeypatch: pytest.MonkeyPatch, store: FakeContainer) -> FakeServiceBus:
     fake = FakeServiceBus("out", "invalid")
-    use_fake_clients(monkeypatch, bus=fake)
+    use_fake_clients(monkeypatch, bus=fake, cosmos=store)
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid",
             QUEUE_SEND_MAX_ATTEMPTS="4", QUEUE_SEND_BUDGET_SECONDS="5")
     return fake
@@ -158,7 +164,8 @@ async def test_unreachable_service_bus_fails_within_the_budget(bus: FakeServiceB
     started = loop.time()
     with pytest.raises(TimeoutError):
         await process_message(InboundMessage(b'{"id": "a"}', "m-1"), queues=queues,
-                              log=bind_invocation(FakeContext()), sender_for=bus.sender_for)
+                              log=bind_invocation(FakeContext()), container=FakeContainer(),
+                              sender_for=bus.sender_for)
     assert loop.time() - started < 2.5
 
 
@@ -173,8 +180,9 @@ async def test_log_records_message_identity_outcome_and_duration(bus: FakeServic
     assert payload["durationMs"] >= 0
 
 
-def test_parse_event_accepts_any_payload_with_a_string_id() -> None:
-    assert parse_event(b'{"id": "x", "nested": {"a": [1, 2]}}')["nested"] == {"a": [1, 2]}
+def test_a_plain_event_is_any_object_with_a_string_id() -> None:
+    parsed = read_event(b'{"id": "x", "nested": {"a": [1, 2]}}')
+    assert not parsed.cloud_event and parsed.event["nested"] == {"a": [1, 2]}
 
 
 def test_output_ids_are_stable_and_distinct() -> None:
@@ -235,7 +243,7 @@ async def test_a_cancelled_send_discards_the_cached_sender_and_the_next_builds_a
         def get_queue_sender(self, name: str) -> FakeSender:
             return next(senders)
 
-    use_fake_clients(monkeypatch, service_bus_client=Client())
+    use_fake_clients(monkeypatch, service_bus_client=Client(), cosmos=FakeContainer())
     await run(trigger({"id": "a"}))
     await asyncio.sleep(0)  # the discarded sender is closed in the background
     assert hanging.closed and hanging.attempts == 1

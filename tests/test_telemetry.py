@@ -102,7 +102,7 @@ async def test_http_span_continues_the_host_trace_and_counts(otel: Telemetry, mo
 
 async def test_queue_trace_spans_input_processing_and_output(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
     bus = FakeServiceBus("out", "invalid")
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     from azure.servicebus import exceptions as sb
 
@@ -127,7 +127,7 @@ async def test_queue_trace_spans_input_processing_and_output(otel: Telemetry, mo
 
 async def test_invalid_message_is_counted_and_traced(otel: Telemetry, monkeypatch: pytest.MonkeyPatch) -> None:
     bus = FakeServiceBus("out", "invalid")
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     await QueueProcessor.main(sb_trigger(b"{nope"), context("QueueProcessor"))
     assert otel.finished("send invalid")
@@ -206,7 +206,7 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
     bus.senders["out"].failures = [sb.ServiceBusConnectionError(message=f"link failed SharedAccessKey={SECRET}")]
     container, blobs = FakeContainer(), FakeBlobService()
     container.failures["upsert"] = [cosmos_error(503, f"unavailable AccountKey={SECRET}")]
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
 
     class Stream:
@@ -253,7 +253,7 @@ print(json.dumps([resp.status_code, loaded, telemetry.trace_headers()]))
 
 async def test_telemetry_off_still_propagates_the_host_trace_to_messages(monkeypatch: pytest.MonkeyPatch) -> None:
     bus = FakeServiceBus("out", "invalid")
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     await QueueProcessor.main(sb_trigger({"id": "a"}), context("QueueProcessor"))
     assert bus.queues["out"].messages[0].application_properties["traceparent"].split("-")[1] == HOST_TRACE
@@ -318,15 +318,15 @@ async def test_a_failed_invocation_is_one_exception_item(otel: Telemetry, monkey
 
     bus = FakeServiceBus("out", "invalid")
     bus.senders["out"].failures = [sb.ServiceBusAuthorizationError(message="no Send claim")]
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     with pytest.raises(Exception, match="ServiceBusAuthorizationError"):
         await QueueProcessor.main(sb_trigger({"id": "a"}), context("QueueProcessor"))
     spans = otel.finished()
     events = [(span.name, event.name) for span in spans for event in span.events if event.name == "exception"]
     assert events == [("send out", "exception")]
-    assert {span.name: span.status.status_code for span in spans} == {"send out": StatusCode.ERROR,
-                                                                      "process in": StatusCode.ERROR}
+    assert {span.name: span.status.status_code for span in spans} == {
+        "upsert records": StatusCode.UNSET, "send out": StatusCode.ERROR, "process in": StatusCode.ERROR}
 
 
 def test_the_app_names_its_telemetry_as_the_function_app(monkeypatch: pytest.MonkeyPatch) -> None:

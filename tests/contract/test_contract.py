@@ -15,14 +15,14 @@ import pytest
 import pytest_asyncio
 
 from tests.conftest import APP_ROOT, set_env, use_fake_clients
-from tests.fakes import FakeContainer, FakeServiceBus
+from tests.fakes import FakeContainer, FakeEventGridPublisher, FakeServiceBus
 
 pytestmark = [
     pytest.mark.skipif(sys.version_info < (3, 13), reason="azure-functions-runtime-v1 serves Python 3.13+"),
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
-FUNCTIONS = {"HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl"}
+FUNCTIONS = {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -60,9 +60,50 @@ async def test_http_trigger_round_trip(host, monkeypatch: pytest.MonkeyPatch) ->
     assert http_response(response)[0] == 401
 
 
+async def test_publish_event_route_and_statuses(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """function.json's route and method: POST /api/events reaches PublishEvent's main; 202, then 400 and 401."""
+    from devhost.runtime_host import http_response
+
+    topic = FakeEventGridPublisher()
+    use_fake_clients(monkeypatch, event_grid=topic)
+    set_env(monkeypatch, API_KEY="contract-key-123456",
+            EVENT_GRID_TOPIC_ENDPOINT="https://contract.westeurope-1.eventgrid.azure.net/api/events")
+    headers = {"x-api-key": "contract-key-123456", "content-type": "application/cloudevents+json",
+               "Idempotency-Key": "ignored-for-cloud-events", "x-correlation-id": "c-events"}
+    event = {"specversion": "1.0", "id": "contract-1", "source": "/contract", "type": "contract.test", "data": {"a": 1}}
+    status, reply_headers, body = http_response(await host.invoke("PublishEvent", *host.http_request(
+        "PublishEvent", "POST", "http://localhost:7071/api/events", headers=headers, body=json.dumps(event).encode())))
+    assert (status, json.loads(body)) == (202, {"id": "contract-1", "correlationId": "c-events"})
+    assert [e["id"] for e in topic.published] == ["contract-1"]
+    status, _, body = http_response(await host.invoke("PublishEvent", *host.http_request(
+        "PublishEvent", "POST", "http://localhost:7071/api/events", headers=headers, body=b"[]")))
+    assert status == 400 and "not an array" in json.loads(body)["error"]
+    status, _, _ = http_response(await host.invoke("PublishEvent", *host.http_request(
+        "PublishEvent", "POST", "http://localhost:7071/api/events", headers={"x-api-key": "wrong"}, body=b"{}")))
+    assert status == 401
+
+
+async def test_a_cloud_event_from_event_grid_is_stored_and_forwarded(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The body and properties Event Grid delivers to Service Bus, decoded by the runtime into main."""
+    bus, container = FakeServiceBus("orders-out", "orders-invalid"), FakeContainer()
+    use_fake_clients(monkeypatch, bus=bus, cosmos=container)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
+            INVALID_QUEUE_NAME="orders-invalid")
+    event = {"specversion": "1.0", "id": "ce-1", "source": "/contract", "type": "contract.test", "data": {"qty": 2},
+             "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "correlationid": "c-1"}
+    await host.invoke("QueueProcessor", *host.service_bus(
+        "QueueProcessor", json.dumps(event).encode(), message_id="ce-1", delivery_count=1,
+        user_properties={"aeg-subscription-name": "EVENTS", "aeg-delivery-count": "0", "aeg-event-type": "Notification",
+                         "aeg-metadata-version": "1.0", "Diagnostic-Id": event["traceparent"]}))
+    [item] = container.items.values()
+    assert (item["eventId"], item["payload"], item["metadata"]["source"]) == ("ce-1", {"qty": 2}, "/contract")
+    [out] = bus.queues["orders-out"].messages
+    assert json.loads(b"".join(out.body))["id"] == "ce-1"
+
+
 async def test_service_bus_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     bus = FakeServiceBus("orders-out", "orders-invalid")
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
             INVALID_QUEUE_NAME="orders-invalid")
     await host.invoke("QueueProcessor", *host.service_bus(
@@ -85,7 +126,7 @@ async def test_failed_send_fails_the_invocation(host, monkeypatch: pytest.Monkey
 
     bus = FakeServiceBus("orders-out", "orders-invalid")
     bus.senders["orders-out"].failures = [MessagingEntityNotFoundError(message="queue is gone")]
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
             INVALID_QUEUE_NAME="orders-invalid")
     response = await host.invoke("QueueProcessor", *host.service_bus("QueueProcessor", b'{"id": "x"}'), check=False)
@@ -123,7 +164,7 @@ async def test_a_failure_reaches_the_host_without_secrets(host, monkeypatch: pyt
     bus = FakeServiceBus("orders-out", "orders-invalid")
     bus.senders["orders-out"].failures = [ServiceBusAuthenticationError(
         message="CBS failed: Endpoint=sb://x/;SharedAccessKeyName=k;SharedAccessKey=TOPSECRETKEYVALUE==")]
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out",
             INVALID_QUEUE_NAME="orders-invalid")
     response = await host.invoke("QueueProcessor", *host.service_bus("QueueProcessor", b'{"id": "x"}'), check=False)

@@ -33,7 +33,7 @@ import QueueProcessor
 from common.logs import bind_invocation
 from QueueProcessor.processing import ORIGINAL_PREFIX, SET_ASIDE_PROPERTIES, MAX_REASON_LENGTH, InboundMessage, output_message_id, process_message
 from tests.conftest import FakeContext, set_env, use_fake_clients
-from tests.fakes import FakeServiceBus
+from tests.fakes import FakeContainer, FakeServiceBus
 from tests.test_queue_processor import QUEUES, amqp_round_trip
 from tests.properties.oracle import Refused, strict_document
 
@@ -189,7 +189,7 @@ def strict_loads(data: bytes) -> Any:
 
 async def process(inbound: InboundMessage, bus: FakeServiceBus) -> str:
     return await process_message(inbound, queues=QUEUES, log=bind_invocation(FakeContext(function_name="QueueProcessor")),
-                                 sender_for=bus.sender_for, now=lambda: NOW)
+                                 container=FakeContainer(), sender_for=bus.sender_for, now=lambda: NOW)
 
 
 def left(bus: FakeServiceBus) -> list[tuple[str, Any]]:
@@ -294,7 +294,7 @@ async def test_main_completes_for_any_message_and_exactly_one_leaves(
     """Through the trigger's own message type and QueueProcessor.main (settings, logs, telemetry)."""
     set_env(monkeypatch, INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="invalid")
     bus = FakeServiceBus("out", "invalid")
-    use_fake_clients(monkeypatch, bus=bus)
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
     msg = ServiceBusTriggerMessage(body=body, message_id=message_id, delivery_count=1, correlation_id=correlation_id,
                                    content_type="application/json", application_properties=properties,
                                    user_properties=properties)

@@ -25,6 +25,9 @@ param storageAccountName string
 @description('Event Grid system topic of the storage account\'s blob events.')
 param blobEventsTopicName string
 
+@description('Event Grid custom topic PublishEvent publishes to.')
+param eventsTopicName string
+
 @description('Email address that receives the alerts. Empty: alerts fire in the portal only.')
 param alertEmail string = ''
 
@@ -51,6 +54,10 @@ resource actionGroup 'Microsoft.Insights/actionGroups@2023-01-01' = if (!empty(a
 
 resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
   name: blobEventsTopicName
+}
+
+resource eventsTopic 'Microsoft.EventGrid/topics@2025-02-15' existing = {
+  name: eventsTopicName
 }
 
 // Any failed invocation (a request with success == false). Requests are not sampled while
@@ -226,6 +233,76 @@ resource droppedBlobEvents 'Microsoft.Insights/metricAlerts@2018-03-01' = {
           criterionType: 'StaticThresholdCriterion'
           name: 'droppedEvents'
           metricNamespace: 'Microsoft.EventGrid/systemTopics'
+          metricName: 'DroppedEventCount'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    actions: [for id in actionGroups: {
+      actionGroupId: id
+    }]
+  }
+}
+
+// Events PublishEvent accepted (202) that Event Grid could not deliver to QueueProcessor's queue.
+resource deadLetteredEvents 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-events-undelivered-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Event Grid dead-lettered an event PublishEvent accepted: it did not reach QueueProcessor\'s queue (see the dead-letter container).'
+    severity: 2
+    enabled: true
+    scopes: [
+      eventsTopic.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'deadLetteredEvents'
+          metricNamespace: 'Microsoft.EventGrid/topics'
+          metricName: 'DeadLetteredCount'
+          operator: 'GreaterThan'
+          threshold: 0
+          timeAggregation: 'Total'
+        }
+      ]
+    }
+    actions: [for id in actionGroups: {
+      actionGroupId: id
+    }]
+  }
+}
+
+// Events PublishEvent accepted (202) that Event Grid could not deliver to QueueProcessor's queue.
+resource droppedEvents 'Microsoft.Insights/metricAlerts@2018-03-01' = {
+  name: 'alert-events-dropped-${resourceToken}'
+  location: 'global'
+  tags: tags
+  properties: {
+    description: 'Event Grid dropped an event PublishEvent accepted (not delivered and not dead-lettered).'
+    severity: 1
+    enabled: true
+    scopes: [
+      eventsTopic.id
+    ]
+    evaluationFrequency: 'PT5M'
+    windowSize: 'PT15M'
+    autoMitigate: true
+    criteria: {
+      'odata.type': 'Microsoft.Azure.Monitor.SingleResourceMultipleMetricCriteria'
+      allOf: [
+        {
+          criterionType: 'StaticThresholdCriterion'
+          name: 'droppedEvents'
+          metricNamespace: 'Microsoft.EventGrid/topics'
           metricName: 'DroppedEventCount'
           operator: 'GreaterThan'
           threshold: 0

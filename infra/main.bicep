@@ -86,6 +86,7 @@ module alerts 'alerts.bicep' = {
     logAnalyticsWorkspaceId: resources.outputs.logAnalyticsWorkspaceId
     storageAccountName: resources.outputs.storageAccountName
     blobEventsTopicName: resources.outputs.blobEventsTopicName
+    eventsTopicName: resources.outputs.eventsTopicName
     alertEmail: alertEmail
   }
 }
@@ -99,6 +100,7 @@ output AZURE_FUNCTION_APP_URL string = 'https://${resources.outputs.functionAppH
 output AZURE_MANAGED_IDENTITY_CLIENT_ID string = resources.outputs.identityClientId
 output AZURE_STORAGE_ACCOUNT_NAME string = resources.outputs.storageAccountName
 output AZURE_BLOB_EVENTS_TOPIC_NAME string = resources.outputs.blobEventsTopicName
+output AZURE_EVENTS_TOPIC_NAME string = resources.outputs.eventsTopicName
 output AZURE_SERVICEBUS_NAMESPACE string = resources.outputs.serviceBusNamespaceName
 output AZURE_COSMOS_ENDPOINT string = resources.outputs.cosmosEndpoint
 output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName

@@ -65,6 +65,7 @@ var names = {
   logAnalytics: 'log-${resourceToken}'
   appInsights: 'appi-${resourceToken}'
   blobEventsTopic: 'evgt-${resourceToken}'
+  eventsTopic: 'evgt-events-${resourceToken}'
 }
 
 var inputQueueName = 'orders-in'
@@ -77,7 +78,8 @@ var etlSummaryContainerName = 'summaries'
 var apiKeySecretName = 'greeting-api-key'
 // Flex Consumption deploys the app package to this container, with the identity.
 var deploymentContainerName = 'app-package'
-// Blob events Event Grid could not deliver (infra/blob-events.bicep) land here.
+// Events Event Grid could not deliver (blob events, infra/blob-events.bicep, and PublishEvent's
+// events to QueueProcessor's queue) land here.
 var eventDeadLetterContainerName = 'eventgrid-deadletter'
 
 // Built-in role definitions (ids are the same in every tenant).
@@ -90,6 +92,7 @@ var roleIds = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 // Cosmos DB's data-plane role "Cosmos DB Built-in Data Contributor".
 var cosmosDataContributorRoleId = '00000000-0000-0000-0000-000000000002'
@@ -293,6 +296,11 @@ resource inputQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
   properties: {
     lockDuration: 'PT1M'
     maxDeliveryCount: 10
+    // Event Grid sets each message's id from the event's id: a republished event (a caller's
+    // retry, an Event Grid redelivery) is dropped here. The window covers Event Grid's whole
+    // retry period (eventTimeToLiveInMinutes below). It cannot be turned on for an existing queue.
+    requiresDuplicateDetection: true
+    duplicateDetectionHistoryTimeWindow: 'P1D'
     deadLetteringOnMessageExpiration: true
     defaultMessageTimeToLive: 'P14D'
   }
@@ -319,6 +327,83 @@ resource invalidQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' = {
     deadLetteringOnMessageExpiration: true
     defaultMessageTimeToLive: 'P14D'
   }
+}
+
+// ---------------------------------------------------------------------------
+// Event Grid: PublishEvent's custom topic (CloudEvents 1.0, Entra ID only) and its
+// subscription, which delivers every event to QueueProcessor's input queue as the topic's
+// own identity. The message id is the event's id (the input queue drops duplicates);
+// Diagnostic-Id carries the event's traceparent, so the host continues the request's trace.
+
+resource eventsTopic 'Microsoft.EventGrid/topics@2025-02-15' = {
+  name: names.eventsTopic
+  location: location
+  tags: tags
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    inputSchema: 'CloudEventSchemaV1_0'
+    disableLocalAuth: true
+    minimumTlsVersionAllowed: '1.2'
+    // checkov:skip=CKV_AZURE_193: PublishEvent publishes over the public endpoint with Entra ID (local auth is off).
+    publicNetworkAccess: 'Enabled'
+  }
+}
+
+resource eventsToInputQueue 'Microsoft.EventGrid/topics/eventSubscriptions@2025-02-15' = {
+  parent: eventsTopic
+  name: 'queueprocessor-events'
+  properties: {
+    eventDeliverySchema: 'CloudEventSchemaV1_0'
+    deliveryWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      destination: {
+        endpointType: 'ServiceBusQueue'
+        properties: {
+          resourceId: inputQueue.id
+          deliveryAttributeMappings: [
+            {
+              name: 'MessageId'
+              type: 'Dynamic'
+              properties: {
+                sourceField: 'id'
+              }
+            }
+            {
+              name: 'Diagnostic-Id'
+              type: 'Dynamic'
+              properties: {
+                sourceField: 'traceparent'
+              }
+            }
+          ]
+        }
+      }
+    }
+    retryPolicy: {
+      maxDeliveryAttempts: 30
+      eventTimeToLiveInMinutes: 1440
+    }
+    deadLetterWithResourceIdentity: {
+      identity: {
+        type: 'SystemAssigned'
+      }
+      deadLetterDestination: {
+        endpointType: 'StorageBlob'
+        properties: {
+          resourceId: storage.id
+          blobContainerName: eventDeadLetterContainer.name
+        }
+      }
+    }
+  }
+  dependsOn: [
+    eventsTopicQueueSender
+    eventsTopicDeadLetterWriter
+  ]
 }
 
 // ---------------------------------------------------------------------------
@@ -518,6 +603,16 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'INVALID_QUEUE_NAME'
           value: invalidQueue.name
+        }
+        // PublishEvent: the custom topic, and the largest event the chain carries (a Standard
+        // Service Bus message is at most 256 KB, properties included).
+        {
+          name: 'EVENT_GRID_TOPIC_ENDPOINT'
+          value: eventsTopic.properties.endpoint
+        }
+        {
+          name: 'EVENT_MAX_BYTES'
+          value: '250000'
         }
         // BlobEtl's and CleanupTimer's items.
         {
@@ -769,6 +864,39 @@ resource eventDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-
   }
 }
 
+// PublishEvent publishes to its topic (and to no other).
+resource eventsTopicSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsTopic.id, identity.id, roleIds.eventGridDataSender)
+  scope: eventsTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.eventGridDataSender)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The topic delivers to QueueProcessor's input queue (and to no other), as itself.
+resource eventsTopicQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(inputQueue.id, eventsTopic.id, roleIds.serviceBusDataSender)
+  scope: inputQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataSender)
+    principalId: eventsTopic.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The topic writes the events it could not deliver to the dead-letter container.
+resource eventsTopicDeadLetterWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventDeadLetterContainer.id, eventsTopic.id, roleIds.storageBlobDataContributor)
+  scope: eventDeadLetterContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageBlobDataContributor)
+    principalId: eventsTopic.identity.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // Whoever deploys may read and rotate the API key (azd reads it back on re-provision, so
 // the key stays the same; see main.parameters.json).
 resource deployerSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(deployerPrincipalId)) {
@@ -790,6 +918,8 @@ output identityPrincipalId string = identity.properties.principalId
 output storageAccountName string = storage.name
 output storageAccountId string = storage.id
 output blobEventsTopicName string = blobEventsTopic.name
+output eventsTopicName string = eventsTopic.name
+output eventsTopicEndpoint string = eventsTopic.properties.endpoint
 output etlInputContainerName string = etlInputContainer.name
 output eventDeadLetterContainerName string = eventDeadLetterContainer.name
 output serviceBusNamespaceId string = serviceBus.id

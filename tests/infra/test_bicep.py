@@ -25,6 +25,7 @@ SERVICE_BUS_DATA_SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
 KEY_VAULT_SECRETS_OFFICER = "b86a8fe4-44ce-4948-aee5-eccb2c155cd7"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+EVENT_GRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
 COSMOS_BUILT_IN_DATA_CONTRIBUTOR = "00000000-0000-0000-0000-000000000002"
 
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
@@ -45,6 +46,14 @@ EXPECTED_ROLE_ASSIGNMENTS = {
     "eventDeadLetterWriter": (
         STORAGE_BLOB_DATA_CONTRIBUTOR, "eventDeadLetterContainer",
         "Microsoft.Storage/storageAccounts/blobServices/containers", "blobEventsTopic"),
+    # PublishEvent publishes to its topic; the topic delivers to QueueProcessor's input queue and
+    # dead-letters what it cannot deliver, as its own identity.
+    "eventsTopicSender": (EVENT_GRID_DATA_SENDER, "eventsTopic", "Microsoft.EventGrid/topics", "identity"),
+    "eventsTopicQueueSender": (SERVICE_BUS_DATA_SENDER, "inputQueue", "Microsoft.ServiceBus/namespaces/queues",
+                               "eventsTopic"),
+    "eventsTopicDeadLetterWriter": (
+        STORAGE_BLOB_DATA_CONTRIBUTOR, "eventDeadLetterContainer",
+        "Microsoft.Storage/storageAccounts/blobServices/containers", "eventsTopic"),
     # Whoever deploys may read and rotate the API key (only when a principal is given).
     "deployerSecretsOfficer": (KEY_VAULT_SECRETS_OFFICER, "keyVault", "Microsoft.KeyVault/vaults", "deployerPrincipalId"),
 }
@@ -299,12 +308,13 @@ def test_service_bus_roles_are_scoped_to_single_queues(resources: BicepFile) -> 
     receivers = [r for r in resources.resources(ROLE_ASSIGNMENT) if role_id_of(resources, r) == SERVICE_BUS_DATA_RECEIVER]
     senders = [r for r in resources.resources(ROLE_ASSIGNMENT) if role_id_of(resources, r) == SERVICE_BUS_DATA_SENDER]
     assert [r.get("scope") for r in receivers] == ["inputQueue"]
-    assert sorted(r.get("scope") for r in senders) == ["invalidQueue", "outputQueue"]
+    assert sorted((principal_of(r), r.get("scope")) for r in senders) == [
+        ("eventsTopic", "inputQueue"), ("identity", "invalidQueue"), ("identity", "outputQueue")]
 
 
 def test_app_identity_assignments_name_the_service_principal_type(resources: BicepFile) -> None:
     for assignment in resources.resources(ROLE_ASSIGNMENT):
-        if principal_of(assignment) in ("identity", "blobEventsTopic"):
+        if principal_of(assignment) in ("identity", "blobEventsTopic", "eventsTopic"):
             assert assignment.get("properties", "principalType") == "ServicePrincipal", assignment.symbol
 
 
@@ -355,9 +365,15 @@ def test_service_bus_refuses_local_authentication(resources: BicepFile) -> None:
     assert not resources.resources("Microsoft.ServiceBus/namespaces/queues/authorizationRules")
 
 
-def test_output_queue_detects_duplicates(resources: BicepFile) -> None:
+def test_output_and_input_queues_detect_duplicates(resources: BicepFile) -> None:
     assert resources.resource("outputQueue").get("properties", "requiresDuplicateDetection") is True
-    assert resources.resource("inputQueue").get("properties", "requiresDuplicateDetection") is None
+    # Event Grid sets the message id from the event id: a republished event is dropped, within a
+    # window as long as Event Grid keeps retrying one event (eventTimeToLiveInMinutes, 1440).
+    input_queue = resources.resource("inputQueue").get("properties")
+    assert input_queue["requiresDuplicateDetection"] is True
+    assert input_queue["duplicateDetectionHistoryTimeWindow"] == "P1D"
+    subscription = only(resources, "Microsoft.EventGrid/topics/eventSubscriptions")
+    assert subscription.get("properties", "retryPolicy", "eventTimeToLiveInMinutes") <= 24 * 60
 
 
 def test_input_queue_dead_letters_after_bounded_deliveries(resources: BicepFile) -> None:
@@ -470,6 +486,57 @@ def test_undeliverable_blob_events_are_dead_lettered_with_event_grids_identity(b
     assert dead_letter["identity"] == {"type": "SystemAssigned"}
     assert dead_letter["deadLetterDestination"]["endpointType"] == "StorageBlob"
     assert events.parameters["deadLetterContainerName"]["default"] == "eventgrid-deadletter"
+
+
+def test_events_topic_accepts_cloud_events_with_entra_id_only(resources: BicepFile) -> None:
+    topic = only(resources, "Microsoft.EventGrid/topics")
+    assert topic.symbol == "eventsTopic"
+    assert topic.get("properties", "disableLocalAuth") is True
+    assert topic.get("properties", "inputSchema") == "CloudEventSchemaV1_0"
+    assert topic.get("properties", "minimumTlsVersionAllowed") == "1.2"
+    assert topic.get("identity") == {"type": "SystemAssigned"}
+
+
+def test_events_are_delivered_to_the_input_queue_with_the_topics_identity(resources: BicepFile) -> None:
+    subscription = only(resources, "Microsoft.EventGrid/topics/eventSubscriptions")
+    assert subscription.get("parent") == "eventsTopic"
+    properties = subscription.get("properties")
+    assert properties["eventDeliverySchema"] == "CloudEventSchemaV1_0"
+    assert "destination" not in properties, "delivery is with the identity, never with a key or a SAS"
+    delivery = properties["deliveryWithResourceIdentity"]
+    assert delivery["identity"] == {"type": "SystemAssigned"}
+    destination = delivery["destination"]
+    assert destination["endpointType"] == "ServiceBusQueue"
+    assert destination["properties"]["resourceId"] == accessor("inputQueue", "id")
+    mappings = {m["name"]: m for m in destination["properties"]["deliveryAttributeMappings"]}
+    # The message id is the event id (the queue drops a republished event); Diagnostic-Id is
+    # the event's traceparent (the Functions host continues the request's trace).
+    assert mappings["MessageId"] == {"name": "MessageId", "type": "Dynamic", "properties": {"sourceField": "id"}}
+    assert mappings["Diagnostic-Id"]["properties"] == {"sourceField": "traceparent"}
+    assert properties["retryPolicy"] == {"maxDeliveryAttempts": 30, "eventTimeToLiveInMinutes": 1440}
+    dead_letter = properties["deadLetterWithResourceIdentity"]
+    assert dead_letter["identity"] == {"type": "SystemAssigned"}
+    assert dead_letter["deadLetterDestination"]["endpointType"] == "StorageBlob"
+    assert dead_letter["deadLetterDestination"]["properties"]["blobContainerName"] == accessor(
+        "eventDeadLetterContainer", "name")
+    # Created after the roles it delivers and dead-letters with.
+    assert set(subscription.get("dependsOn")) >= {"eventsTopicQueueSender", "eventsTopicDeadLetterWriter"}
+
+
+def test_publish_event_settings_come_from_the_topic(settings: dict[str, object]) -> None:
+    assert settings["EVENT_GRID_TOPIC_ENDPOINT"] == accessor("eventsTopic", "properties", "endpoint")
+    # A Standard Service Bus message is at most 256 KB: an accepted event must fit one.
+    assert int(str(settings["EVENT_MAX_BYTES"])) <= 256 * 1024 - 6 * 1024
+
+
+def test_alerts_on_events_event_grid_could_not_deliver(bicep_files: dict[str, BicepFile]) -> None:
+    alerts = bicep_files["alerts.bicep"]
+    topic = accessor("eventsTopic", "id")
+    for metric in ("DeadLetteredCount", "DroppedEventCount"):
+        alert = next(a for a in alerts.resources("Microsoft.Insights/metricAlerts")
+                     if a.get("properties", "scopes") == [topic]
+                     and a.get("properties", "criteria", "allOf")[0]["metricName"] == metric)
+        assert alert.get("properties", "criteria", "allOf")[0]["metricNamespace"] == "Microsoft.EventGrid/topics"
 
 
 def test_blob_etl_function_json_uses_the_event_grid_source() -> None:

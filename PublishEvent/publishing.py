@@ -227,7 +227,10 @@ async def publish(event: dict[str, Any], publisher: Publisher, cfg: EventSetting
         if size > cfg.max_event_bytes:
             too_large = size
         else:
-            cloud_event = CloudEvent.from_dict(stamped)
+            try:
+                cloud_event = CloudEvent.from_dict(stamped)
+            except ValueError as exc:  # a rule of azure-core's CloudEvent that common.cloud_events lacks
+                raise BadEvent(400, f"The event cannot be sent as a CloudEvent: {exc}", "invalid_cloud_event") from None
 
             def on_retry(attempt_number: int, delay: float, error: BaseException) -> None:
                 telemetry.count("app.events.publish_retries")

@@ -52,8 +52,9 @@ CONTEXT_ATTRIBUTES = frozenset({"specversion", "id", "source", "type", "subject"
                                 "dataschema", "data", "data_base64"})
 #: The distributed tracing extension's attributes.
 TRACE_ATTRIBUTES = ("traceparent", "tracestate")
-#: "lower-case letters ('a' to 'z') or digits ('0' to '9') ... SHOULD NOT exceed 20 characters".
-_EXTENSION_NAME = re.compile(r"[a-z0-9]{1,20}")
+#: "lower-case letters ('a' to 'z') or digits ('0' to '9') ... SHOULD NOT exceed 20 characters", and
+#: at least one letter: azure-core's CloudEvent (which the Event Grid SDK sends) refuses digits only.
+_EXTENSION_NAME = re.compile(r"(?=[a-z0-9]*[a-z])[a-z0-9]{1,20}")
 #: RFC 3339 date-time (section 5.6), the form the specification requires for ``time``.
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 _TRACEPARENT = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
@@ -126,7 +127,7 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if not _EXTENSION_NAME.fullmatch(name):
             raise CloudEventError(f"extension attribute {name[:40]!r} must be named with 1 to 20 lower-case "
-                                  "letters and digits")
+                                  "letters and digits, at least one a letter")
         if isinstance(value, bool) or isinstance(value, int):
             if not isinstance(value, bool) and not -(2**31) <= value < 2**31:
                 raise CloudEventError(f"extension attribute '{name}' must be an integer of 32 bits")

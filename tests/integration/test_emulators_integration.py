@@ -162,3 +162,45 @@ async def test_cleanup_max_deletes_leaves_the_rest_for_the_next_run(app_env: Emu
     set_env(monkeypatch, CLEANUP_MAX_DELETES="0")
     await run_timer()
     assert len(await all_items()) == 10
+
+
+@pytest.mark.parametrize("partition_key_path", ["/id", "/metadata/source"])
+async def test_a_cloud_event_from_event_grid_is_stored_once_in_cosmos(app_env: Emulators, monkeypatch: pytest.MonkeyPatch,
+                                                                      partition_key_path: str) -> None:
+    """QueueProcessor with the app's real Cosmos DB client against the emulator (Service Bus faked:
+    no broker runs here): a CloudEvent as Event Grid delivers it is stored once and forwarded once;
+    its redelivery rewrites the same item; a plain event lands next to it."""
+    from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
+
+    import QueueProcessor
+    from tests.conftest import use_fake_clients
+    from tests.fakes import FakeServiceBus
+
+    await new_container(app_env, partition_key_path, monkeypatch)
+    bus = FakeServiceBus("orders-out", "orders-invalid")
+    use_fake_clients(monkeypatch, bus=bus)
+    set_env(monkeypatch, INPUT_QUEUE_NAME="orders-in", OUTPUT_QUEUE_NAME="orders-out", INVALID_QUEUE_NAME="orders-invalid")
+    event = {"specversion": "1.0", "id": "order-7", "source": "/shop", "type": "order.created", "subject": "orders/7",
+             "time": "2026-11-27T10:00:00Z", "data": {"qty": 2, "note": "Zoë"}, "correlationid": "c-7",
+             "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    properties = {"aeg-subscription-name": "QUEUEPROCESSOR-EVENTS", "aeg-delivery-count": "0",
+                  "aeg-event-type": "Notification", "aeg-metadata-version": "1.0", "Diagnostic-Id": event["traceparent"]}
+
+    def delivery(body: bytes, message_id: str, count: int) -> ServiceBusTriggerMessage:
+        return ServiceBusTriggerMessage(body=body, message_id=message_id, delivery_count=count, content_type=None,
+                                        application_properties=properties, user_properties=properties)
+
+    for count in (1, 2):  # delivered, then delivered again (a lock that expired mid-way)
+        await QueueProcessor.main(delivery(json.dumps(event).encode(), "order-7", count), FakeContext(function_name="QueueProcessor"))
+    await QueueProcessor.main(delivery(b'{"id": "plain-1", "qty": 1}', "m-plain", 1), FakeContext(function_name="QueueProcessor"))
+
+    items = sorted(await all_items(), key=lambda item: item["eventId"])
+    assert [item["eventId"] for item in items] == ["order-7", "plain-1"]
+    stored = items[0]
+    assert (stored["source"], stored["type"], stored["subject"], stored["payload"]) == (
+        "/shop", "order.created", "orders/7", {"qty": 2, "note": "Zoë"})
+    assert stored["metadata"] == {"source": "/shop", "type": "order.created"}
+    assert items[1]["metadata"]["source"] == "/queues/orders-in"
+    forwarded = bus.queues["orders-out"].messages
+    assert len(forwarded) == 2  # the redelivery's copy had the same message id: dropped
+    assert bus.queues["orders-invalid"].messages == []

@@ -46,6 +46,27 @@ class DevHostError(RuntimeError):
     pass
 
 
+def event_chain_notes(functions: Any, environ: Any) -> list[str]:
+    """What of the event chain (PublishEvent -> Event Grid -> Service Bus -> QueueProcessor) runs here.
+
+    No Event Grid emulator exists, so the hop from PublishEvent to Service Bus never runs locally;
+    the host says so instead of pretending.
+    """
+    if "PublishEvent" not in functions:
+        return []
+    endpoint = str(environ.get("EVENT_GRID_TOPIC_ENDPOINT") or "").strip()
+    if endpoint:
+        first = (f"event chain: PublishEvent publishes to {endpoint} with your Azure sign-in (az login; "
+                 "it needs 'EventGrid Data Sender' on the topic); Event Grid delivers to the topic's Service Bus "
+                 "queue in Azure, which this host receives from only if 'ServiceBusConnection' points at that namespace")
+    else:
+        first = ("event chain: no Event Grid emulator exists, and EVENT_GRID_TOPIC_ENDPOINT is empty: POST /api/events "
+                 "authenticates and validates, then answers 500 naming the setting (set it to a topic you may publish "
+                 "to, or deploy with azd up)")
+    return [first, "event chain, last hop: POST /admin/functions/QueueProcessor with {\"input\": \"<a CloudEvent as JSON>\"} "
+                   "stores the result in the local Cosmos DB (README: Event processing)"]
+
+
 def say(message: str) -> None:
     print(f"[devhost {datetime.now().strftime('%H:%M:%S')}] {message}", flush=True)
 
@@ -324,6 +345,8 @@ class DevHost:
                         f"POST /admin/functions/{spec.name} runs it on demand.")
             else:
                 say(f"{spec.name}: trigger type {spec.trigger.type} is not driven by the development host")
+        for note in event_chain_notes(self.runtime.functions, os.environ):
+            say(note)
         for task in self.tasks:
             task.add_done_callback(_report_crash)
         runner = web.AppRunner(app, access_log=None)

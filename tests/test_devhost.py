@@ -156,3 +156,14 @@ def test_f5_prepares_what_make_start_prepares_before_the_host_starts() -> None:
     assert launch["configurations"][0]["preLaunchTask"] == "func: host start"
     # The extension checks Azurite before the pre-launch tasks run: that check is off, the task starts it.
     assert json.loads((APP_ROOT / ".vscode" / "settings.json").read_text())["azureFunctions.validateEmulators"] is False
+
+
+def test_the_host_says_which_hops_of_the_event_chain_run_here() -> None:
+    from devhost.host import event_chain_notes
+
+    assert event_chain_notes({"HttpGreeting": None}, {}) == []
+    unset = event_chain_notes({"PublishEvent": None, "QueueProcessor": None}, {"EVENT_GRID_TOPIC_ENDPOINT": " "})
+    assert "no Event Grid emulator" in unset[0] and "EVENT_GRID_TOPIC_ENDPOINT" in unset[0]
+    assert "/admin/functions/QueueProcessor" in unset[1]
+    topic = "https://t.westeurope-1.eventgrid.azure.net/api/events"
+    assert topic in event_chain_notes({"PublishEvent": None}, {"EVENT_GRID_TOPIC_ENDPOINT": topic})[0]

@@ -44,6 +44,15 @@ async def upload(emulators: Emulators, name: str, data: bytes) -> None:
         await service.get_blob_client("incoming", name).upload_blob(data, overwrite=True)
 
 
+async def stored_events(emulators: Emulators) -> list[dict[str, Any]]:
+    from azure.cosmos.aio import CosmosClient
+
+    async with CosmosClient.from_connection_string(emulators.cosmos_connection_string, connection_verify=False,
+                                                   enable_endpoint_discovery=False) as client:
+        container = client.get_database_client("e2e").get_container_client("records")
+        return [item async for item in container.query_items("SELECT * FROM c WHERE IS_DEFINED(c.eventId)")]
+
+
 async def read_summary(emulators: Emulators, name: str) -> dict[str, Any] | None:
     from azure.core.exceptions import ResourceNotFoundError
     from azure.storage.blob.aio import BlobServiceClient
@@ -63,7 +72,9 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
     example["Values"].update(EtlStorage=emulators.azurite_connection_string,
                              AzureWebJobsStorage=emulators.azurite_connection_string,
                              CosmosConnection=emulators.cosmos_connection_string,
-                             COSMOS_DATABASE="e2e", COSMOS_CONTAINER="records", API_KEY=API_KEY)
+                             COSMOS_DATABASE="e2e", COSMOS_CONTAINER="records", API_KEY=API_KEY,
+                             # No Service Bus here: QueueProcessor stores its results and forwards nothing.
+                             OUTPUT_QUEUE_NAME="")
     settings_file = tmp_path / "local.settings.json"
     settings_file.write_text(json.dumps(example))
     port = free_port()
@@ -85,7 +96,7 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
             assert process.poll() is None, "the development host exited early"
             assert time.monotonic() < deadline, "the development host did not start within 60 s"
             time.sleep(0.3)
-        assert set(body["functions"]) == {"HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl"}
+        assert set(body["functions"]) == {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl"}
 
         status, body = request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": API_KEY})
         assert (status, body) == (200, {"message": "Hello, Ada"})
@@ -94,6 +105,21 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
         assert (status, body) == (200, {"message": "Hello, Grace"})
         assert request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": "wrong"})[0] == 401
         assert request(f"{base}/api/HttpGreeting", method="DELETE")[0] == 405
+
+        # The event chain: PublishEvent authenticates and validates, then cannot publish (no topic
+        # here, and it says which setting); the last hop stores a delivered CloudEvent in Cosmos DB.
+        status, body = request(f"{base}/api/events", method="POST", body=b"[]",
+                               headers={"x-api-key": API_KEY, "Content-Type": "application/json"})
+        assert status == 400 and "not an array" in body["error"]
+        status, body = request(f"{base}/api/events", method="POST", body=b'{"order": 7}',
+                               headers={"x-api-key": API_KEY, "Content-Type": "application/json"})
+        assert (status, body) == (500, {"error": "Internal server error"})
+        event = {"specversion": "1.0", "id": "e2e-1", "source": "/e2e", "type": "e2e.test", "data": {"n": 1}}
+        status, body = request(f"{base}/admin/functions/QueueProcessor", method="POST",
+                               body=json.dumps({"input": json.dumps(event)}).encode())
+        assert status == 202 and body["status"] == "succeeded", body
+        [stored] = asyncio.run(stored_events(emulators))
+        assert (stored["eventId"], stored["payload"]) == ("e2e-1", {"n": 1})
 
         status, body = request(f"{base}/admin/functions/CleanupTimer", method="POST", body=b"{}")
         assert status == 202 and body["status"] == "succeeded"
@@ -119,5 +145,6 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
     assert process.returncode == 0, text
     assert "development host for local use only" in text
     assert "QueueProcessor: not triggered locally" in text
+    assert "no Event Grid emulator" in text and "EVENT_GRID_TOPIC_ENDPOINT" in text
     assert "stopped" in text.splitlines()[-1]
     assert API_KEY not in text

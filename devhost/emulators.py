@@ -78,6 +78,9 @@ class Emulators:
     cosmos_port: int
     #: Added to every Cosmos response (benchmarks model a network round trip with it).
     cosmos_latency_ms: int = 0
+    #: Request units per second the Cosmos server grants before it answers 429 (0: no budget);
+    #: see scripts/cosmos-server.js for what each request is charged.
+    cosmos_ru_per_second: float = 0
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -92,10 +95,11 @@ class Emulators:
     @contextlib.contextmanager
     def start(cls, data_dir: Path, *, blob_port: int | None = None, queue_port: int | None = None,
               table_port: int | None = None, cosmos_port: int | None = None,
-              cosmos_latency_ms: int = 0, timeout: float = 60.0) -> Iterator[Emulators]:
+              cosmos_latency_ms: int = 0, cosmos_ru_per_second: float = 0,
+              timeout: float = 60.0) -> Iterator[Emulators]:
         """Start both emulators, wait until they answer, stop them on exit."""
         emulators = cls(Path(data_dir), blob_port or free_port(), queue_port or free_port(),
-                        table_port or free_port(), cosmos_port or free_port(), cosmos_latency_ms)
+                        table_port or free_port(), cosmos_port or free_port(), cosmos_latency_ms, cosmos_ru_per_second)
         try:
             emulators._launch(timeout)
             yield emulators
@@ -128,7 +132,8 @@ class Emulators:
         if node is None:
             raise EmulatorError("node is not on the PATH: install Node.js 20 or newer")
         self._spawn([node, str(PROJECT_ROOT / "scripts" / "cosmos-server.js"), str(self.cosmos_port)], "cosmos.log",
-                    env={"COSMOS_LATENCY_MS": str(self.cosmos_latency_ms)})
+                    env={"COSMOS_LATENCY_MS": str(self.cosmos_latency_ms),
+                         "COSMOS_RU_PER_SECOND": str(self.cosmos_ru_per_second)})
         deadline = time.monotonic() + timeout
         for port in (self.blob_port, self.queue_port, self.cosmos_port):
             while not port_open(port):
@@ -139,6 +144,19 @@ class Emulators:
                 if time.monotonic() > deadline:
                     raise EmulatorError(f"emulator port {port} did not open within {timeout:g} s; logs in {self.data_dir}")
                 time.sleep(0.1)
+
+    def cosmos_stats(self) -> dict[str, float]:
+        """The Cosmos server's counters: CPU seconds, requests, RU charged, requests throttled."""
+        import json
+        import ssl
+        import urllib.request
+
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE  # the local server's self-signed certificate
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.cosmos_port}/_bench/stats", context=context,
+                                    timeout=10) as response:
+            return dict(json.loads(response.read()))
 
     def stop(self) -> None:
         """Stop every process started (SIGTERM to its group, SIGKILL after 5 s)."""

@@ -12,7 +12,76 @@ const host = process.env.COSMOS_HOST || "127.0.0.1";
 const keepAliveMs = 65000;
 
 const server = createHttpsServer({ keepAlive: true });
-// COSMOS_LATENCY_MS delays every response, to model the network round trip to a real
+// COSMOS_RU_PER_SECOND enforces a request-unit budget, as a provisioned container does: a token
+// bucket holding one second of budget, refilled continuously. Each request is charged what Cosmos DB
+// would roughly charge (a model, documented in the README's benchmark section):
+//   write (create, upsert, replace) 5 RU per KB of body, at least 5; delete 5 RU; point read 1 RU;
+//   query page 3 RU; metadata (accounts, databases, containers, partition key ranges) free.
+// Beyond the budget the answer is 429 with x-ms-retry-after-ms (the time until the bucket holds the
+// charge) and x-ms-substatus 3200, as the service answers. GET /_bench/stats reports the server's
+// CPU seconds, RU charged and requests throttled (benchmarks read it around a measured run).
+const ruPerSecond = parseFloat(process.env.COSMOS_RU_PER_SECOND || "0");
+const stats = { requests: 0, charged: 0, throttled: 0 };
+let tokens = ruPerSecond;
+let refilledAt = process.hrtime.bigint();
+
+function chargeOf(req) {
+  const url = req.url.split("?")[0];
+  const isDoc = /\/docs(\/|$)/.test(url);
+  if (!isDoc) return 0;
+  const isQuery = req.method === "POST" && (req.headers["x-ms-documentdb-isquery"] === "true" ||
+    String(req.headers["content-type"] || "").startsWith("application/query+json"));
+  if (isQuery) return 3;
+  if (req.method === "POST" || req.method === "PUT") {
+    const bytes = parseInt(req.headers["content-length"] || "0", 10);
+    return Math.max(5, 5 * bytes / 1024);
+  }
+  if (req.method === "DELETE") return 5;
+  return 1;
+}
+
+function admit(req, res) {
+  stats.requests += 1;
+  const charge = chargeOf(req);
+  if (ruPerSecond <= 0 || charge === 0) {
+    stats.charged += charge;
+    return true;
+  }
+  const now = process.hrtime.bigint();
+  tokens = Math.min(ruPerSecond, tokens + Number(now - refilledAt) / 1e9 * ruPerSecond);
+  refilledAt = now;
+  if (tokens >= charge) {
+    tokens -= charge;
+    stats.charged += charge;
+    res.setHeader("x-ms-request-charge", charge.toFixed(2));
+    return true;
+  }
+  stats.throttled += 1;
+  const waitMs = Math.max(1, Math.ceil((charge - tokens) / ruPerSecond * 1000));
+  const body = JSON.stringify({ code: "TooManyRequests",
+    message: "Message: {\"Errors\":[\"Request rate is large. More Request Units may be needed.\"]}" });
+  req.resume();
+  res.writeHead(429, { "content-type": "application/json", "x-ms-retry-after-ms": String(waitMs),
+    "x-ms-substatus": "3200", "x-ms-request-charge": "0", "content-length": Buffer.byteLength(body) });
+  res.end(body);
+  return false;
+}
+
+{
+  const handlers = server.listeners("request");
+  server.removeAllListeners("request");
+  server.on("request", (req, res) => {
+    if (req.method === "GET" && req.url === "/_bench/stats") {
+      const cpu = process.cpuUsage();
+      const body = JSON.stringify({ ...stats, cpuSeconds: (cpu.user + cpu.system) / 1e6, ruPerSecond });
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (admit(req, res)) handlers.forEach((h) => h(req, res));
+  });
+}
+// COSMOS_LATENCY_MS delays every response (a 429 included), to model the network round trip to a real
 // account (benchmarks use it; loopback answers in well under a millisecond).
 const latencyMs = parseInt(process.env.COSMOS_LATENCY_MS || "0", 10);
 if (latencyMs > 0) {

@@ -1,0 +1,104 @@
+"""The benchmark's request-unit budget (scripts/cosmos-server.js, COSMOS_RU_PER_SECOND): what it
+charges, that it answers 429 with x-ms-retry-after-ms beyond the budget, and that the app loses
+nothing when it does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from devhost.emulators import Emulators, provision
+from tests.conftest import FakeContext, set_env
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+@pytest.fixture(scope="module")
+def budgeted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulators]:
+    with Emulators.start(tmp_path_factory.mktemp("ru"), cosmos_ru_per_second=200) as running:
+        asyncio.run(provision(azurite=running.azurite_connection_string, cosmos=running.cosmos_connection_string,
+                              database="ru", containers={"items": "/id"}, blob_containers=["incoming", "summaries"]))
+        yield running
+
+
+def charged_by(emulators: Emulators, operation) -> float:  # noqa: ANN001
+    time.sleep(1.1)  # a full bucket: nothing below is throttled
+    before = emulators.cosmos_stats()
+    asyncio.run(operation())
+    after = emulators.cosmos_stats()
+    assert after["throttled"] == before["throttled"]
+    return round(after["charged"] - before["charged"], 2)
+
+
+def test_each_request_is_charged_what_cosmos_would_charge(budgeted: Emulators) -> None:
+    from azure.cosmos.aio import CosmosClient
+
+    def with_container(action):  # noqa: ANN001, ANN202
+        async def run() -> None:
+            async with CosmosClient.from_connection_string(budgeted.cosmos_connection_string, connection_verify=False,
+                                                           enable_endpoint_discovery=False) as client:
+                await action(client.get_database_client("ru").get_container_client("items"))
+        return run
+
+    small = {"id": "small", "v": "x" * 100}
+    large = {"id": "large", "v": "x" * 3000}
+    assert charged_by(budgeted, with_container(lambda c: c.upsert_item(small))) == 5.0
+    charge = charged_by(budgeted, with_container(lambda c: c.upsert_item(large)))
+    assert 14.5 < charge < 15.5, charge  # 5 RU per KB of body
+    assert charged_by(budgeted, with_container(lambda c: c.read_item("small", partition_key="small"))) == 1.0
+    assert charged_by(budgeted, with_container(lambda c: c.delete_item("small", partition_key="small"))) == 5.0
+
+    async def query(container) -> None:  # noqa: ANN001
+        assert [i async for i in container.query_items("SELECT VALUE c.id FROM c", max_item_count=10)] == ["large"]
+
+    assert charged_by(budgeted, with_container(query)) == 3.0
+
+
+def test_beyond_the_budget_the_answer_is_429_with_retry_after(budgeted: Emulators) -> None:
+    import aiohttp
+
+    async def burst() -> list[tuple[int, dict[str, str]]]:
+        body = json.dumps({"id": "burst", "v": "x" * 900})
+        url = f"https://127.0.0.1:{budgeted.cosmos_port}/dbs/ru/colls/items/docs"
+        answers = []
+        async with aiohttp.ClientSession() as session:
+            for _ in range(60):
+                async with session.post(url, data=body, ssl=False, headers={"content-type": "application/json"}) as r:
+                    await r.read()
+                    answers.append((r.status, dict(r.headers)))
+        return answers
+
+    time.sleep(1.1)
+    answers = asyncio.run(burst())
+    throttled = [headers for status, headers in answers if status == 429]
+    # 200 RU in the bucket, 5 RU a request: about 40 pass, then the budget answers 429.
+    assert 30 <= len(answers) - len(throttled) <= 50, len(throttled)
+    first = throttled[0]
+    assert first["x-ms-substatus"] == "3200"
+    assert 1 <= int(first["x-ms-retry-after-ms"]) <= 25  # 5 RU at 200 RU/s: at most 25 ms away
+
+
+async def test_the_etl_loses_nothing_when_cosmos_throttles(budgeted: Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
+    import BlobEtl
+    from common import clients
+    from tests.integration.test_emulators_integration import BlobStream, record
+
+    set_env(monkeypatch, EtlStorage=budgeted.azurite_connection_string, CosmosConnection=budgeted.cosmos_connection_string,
+            COSMOS_DATABASE="ru", COSMOS_CONTAINER="items")
+    before = budgeted.cosmos_stats()
+    data = json.dumps([record(i) for i in range(300)]).encode()
+    try:
+        await BlobEtl.main(BlobStream("incoming/throttled.json", data), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
+        service = clients.blob_service_client("EtlStorage")
+        summary = json.loads(await (await service.get_blob_client("summaries", "throttled.json.summary.json")
+                                    .download_blob()).readall())
+    finally:
+        await clients.close_all()
+    after = budgeted.cosmos_stats()
+    assert after["throttled"] > before["throttled"], "the budget never throttled: the test proves nothing"
+    assert (summary["status"], summary["written"], summary["invalid"]) == ("succeeded", 300, 0)

@@ -3,13 +3,18 @@
 Speaks what ``SecretClient.get_secret`` needs: ``GET /secrets/{name}[/{version}]``
 answers 401 with a bearer challenge when no token is sent (as the service does on a
 client's first request), then 200 with the secret bundle. ``GET /stats`` counts requests.
+With ``--identity-port``, it also answers on plain HTTP as App Service's managed identity
+endpoint (``IDENTITY_ENDPOINT``, header ``X-IDENTITY-HEADER``), so both apps sign in as they
+would in Azure, with the managed identity credential.
 
-    python -m bench.keyvault_stub --port 8443 --cert cert.pem --key key.pem --secret greeting-api-key=VALUE
+    python -m bench.keyvault_stub --port 8443 --cert cert.pem --key key.pem --secret greeting-api-key=VALUE \
+        [--identity-port 8081]
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import datetime as dt
 import ssl
 from pathlib import Path
@@ -81,6 +86,27 @@ def build_app(secrets: dict[str, str]):  # noqa: ANN201
     return app
 
 
+IDENTITY_HEADER = "bench-identity-header"
+
+
+def build_identity_app():  # noqa: ANN201
+    """App Service's token endpoint (api-version 2019-08-01), as ManagedIdentityCredential calls it."""
+    import time
+
+    from aiohttp import web
+
+    async def token(request: web.Request) -> web.Response:
+        if request.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
+            return web.json_response({"error": "missing X-IDENTITY-HEADER"}, status=400)
+        return web.json_response({"access_token": "bench-static-token", "expires_on": str(int(time.time()) + 3600),
+                                  "resource": request.query.get("resource", ""), "token_type": "Bearer",
+                                  "client_id": "00000000-0000-0000-0000-000000000001"})
+
+    app = web.Application()
+    app.router.add_get("/msi/token", token)
+    return app
+
+
 def main() -> None:
     from aiohttp import web
 
@@ -89,12 +115,25 @@ def main() -> None:
     parser.add_argument("--cert", type=Path, required=True)
     parser.add_argument("--key", type=Path, required=True)
     parser.add_argument("--secret", action="append", default=[], help="name=value")
+    parser.add_argument("--identity-port", type=int, default=0)
     args = parser.parse_args()
     secrets = dict(item.split("=", 1) for item in args.secret)
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(args.cert, args.key)
-    web.run_app(build_app(secrets), host="127.0.0.1", port=args.port, ssl_context=context, print=None,
-                access_log=None)
+
+    async def serve() -> None:
+        runners = []
+        for app, port, ssl_context in [(build_app(secrets), args.port, context),
+                                       (build_identity_app(), args.identity_port, None)]:
+            if not port:
+                continue
+            runner = web.AppRunner(app, access_log=None)
+            await runner.setup()
+            await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ssl_context).start()
+            runners.append(runner)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":

@@ -97,12 +97,59 @@ def accept_local_vault_stub() -> None:
     kv.SecretClient = StubSecretClient  # type: ignore[misc]
 
 
+def accept_local_vault_stub_on_import() -> None:
+    """:func:`accept_local_vault_stub`, applied when the baseline first imports the SDK, so the
+    import still happens (and is timed) where the baseline does it."""
+    import importlib.abc
+
+    class PatchOnImport(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+            if name != "azure.keyvault.secrets":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            assert spec is not None and spec.loader is not None
+            load = spec.loader.exec_module
+
+            def exec_module(module: types.ModuleType) -> None:
+                load(module)
+                sys.modules[name] = module
+                accept_local_vault_stub()
+
+            spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+            return spec
+
+    sys.meta_path.insert(0, PatchOnImport())
+
+
 def _load_baseline_function(folder: str) -> types.ModuleType:
     spec = importlib.util.spec_from_file_location(f"baseline_{folder}", BASELINE_APP / folder / "__init__.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def server_stats() -> dict[str, float] | None:
+    """The Cosmos server's counters (CPU seconds, requests, RU charged, throttled), when
+    ``BENCH_COSMOS_PORT`` names it (scripts/cosmos-server.js, ``GET /_bench/stats``)."""
+    port = os.environ.get("BENCH_COSMOS_PORT")
+    if not port:
+        return None
+    import ssl
+    import urllib.request
+
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    with urllib.request.urlopen(f"https://127.0.0.1:{port}/_bench/stats", context=context, timeout=10) as response:
+        return dict(json.loads(response.read()))
+
+
+def stats_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
+    if before is None or after is None:
+        return {}
+    return {f"server_{key}": after[key] - before[key] for key in ("cpuSeconds", "requests", "charged", "throttled")}
 
 
 def _rss_bytes() -> int:
@@ -142,6 +189,54 @@ def coldstart(app: str) -> dict[str, Any]:
     load = time.perf_counter() - started
     return {"floor_seconds": floor, "load_seconds": load, "modules": len(sys.modules) - before,
             "floor_modules": before, "functions": len(host.functions)}
+
+
+# ------------------------------------------------- cold start to the first response
+
+FIRST = {"http": ("HttpGreeting", "GreetingFetchesSecretPerRequest"),
+         "etl": ("BlobEtl", "EtlLoadAllThenCreateOneByOne"),
+         "cleanup": ("CleanupTimer", "CleanupSelectAllDeleteOneByOne")}
+
+
+def first_response(app: str, kind: str) -> dict[str, Any]:
+    """A new instance's first answer: the runtime loads every function of the app, then one
+    function serves its first invocation (clients built, connections opened, modules imported).
+    Nothing is imported or patched beforehand: both apps sign in with the managed identity
+    credential against the stub's identity endpoint (IDENTITY_ENDPOINT), as in Azure."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    import azure.functions  # noqa: F401 - the runtime imports it for every app
+
+    from devhost.runtime_host import RuntimeHost, http_response
+
+    root = PROJECT_ROOT if app == "ours" else BASELINE_APP
+    name = FIRST[kind][0 if app == "ours" else 1]
+    if app == "baseline":
+        accept_local_vault_stub_on_import()
+    host = RuntimeHost(root)
+    asyncio.run(host.start(only=[]))  # the runtime's own start, the same for both apps: not counted
+
+    async def run() -> tuple[float, float]:
+        started = time.perf_counter()
+        await host.start()
+        loaded = time.perf_counter()
+        if kind == "http":
+            trigger = host.http_request(name, "GET", f"http://localhost:7071/api/{name}?name=Ada",
+                                        headers={"x-api-key": API_KEY})
+        elif kind == "etl":
+            trigger = host.blob(name, make_blob(WARMUP_RECORDS, prefix=f"first-{app}"), container="incoming",
+                                name=f"first-{app}.json", properties={"ContentType": "application/json"})
+        else:
+            trigger = host.timer(name)
+        response = await host.invoke(name, *trigger)
+        answered = time.perf_counter()
+        if kind == "http" and http_response(response)[0] != 200:
+            raise RuntimeError(f"{name} answered {http_response(response)[0]}")
+        if not host.succeeded(response):
+            raise RuntimeError(f"{name} failed: {response.result.exception.message}")
+        return loaded - started, answered - loaded
+
+    load, first = asyncio.run(run())
+    return {"load_seconds": load, "first_seconds": first, "total_seconds": load + first, "function": name}
 
 
 # ------------------------------------------------------------------- warm HTTP
@@ -203,7 +298,9 @@ def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: 
 
 # -------------------------------------------------------------------- Blob ETL
 
-WARMUP_RECORDS = 20
+#: The warm-up blob: more records than writes in flight (ETL_WRITE_CONCURRENCY, 32), so the warm-up
+#: opens every connection the measured run will use and the run's figures hold none of their costs.
+WARMUP_RECORDS = 64
 
 
 def make_blob(records: int, prefix: str = "rec") -> bytes:
@@ -235,12 +332,55 @@ async def _count_items() -> int:
         await client.close()
 
 
+class ReferenceWriter:
+    """The same SDK writing the same items (shaped as BlobEtl shapes them) and the same count, with
+    the same writes in flight and a transport without per-request environment lookups: the
+    floor of what any code on this SDK costs per record. Items are prepared before the clock starts."""
+
+    def __init__(self, blobs: list[BlobStream], concurrency: int) -> None:
+        from BlobEtl.records import to_item
+
+        self.items = {blob.name: [to_item(record, blob.name, "2026-01-01T00:00:00.000Z")
+                                  for record in json.loads(blob.read())] for blob in blobs}
+        self.concurrency = concurrency
+        self.client: Any = None
+        self.container: Any = None
+
+    async def write(self, blob: BlobStream) -> None:
+        from azure.core.pipeline.transport import AioHttpTransport
+        from azure.cosmos.aio import CosmosClient
+
+        if self.container is None:
+            self.client = CosmosClient.from_connection_string(
+                os.environ["CosmosConnection"], connection_verify=False, enable_endpoint_discovery=False,
+                transport=AioHttpTransport(use_env_settings=False, connection_verify=False))
+            self.container = self.client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
+                os.environ["COSMOS_CONTAINER"])
+            await self.container.read()
+        semaphore = asyncio.Semaphore(self.concurrency)
+
+        async def put(item: dict[str, Any]) -> None:
+            async with semaphore:
+                await self.container.upsert_item(item)
+
+        await asyncio.gather(*(put(item) for item in self.items[blob.name]))
+
+    async def close(self) -> None:
+        if self.client is not None:
+            await self.client.close()
+
+
 def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
+    """One ETL run of ``records`` records after a warm-up run: wall time, the client's CPU
+    (this process), the server's CPU, requests and RU (from its stats), memory."""
     sys.path.insert(0, str(PROJECT_ROOT))
     install_static_credentials()
-    data = make_blob(records)
-    stream = BlobStream(f"incoming/bench-{records}.json", data)
+    prefix = os.environ.get("BENCH_PREFIX", "rec")
+    data = make_blob(records, prefix=prefix)
+    stream = BlobStream(f"incoming/bench-{prefix}-{records}.json", data)
+    warmup = BlobStream(f"incoming/bench-{prefix}-warmup.json", make_blob(WARMUP_RECORDS, prefix=f"warm-{prefix}"))
     main: Callable[..., Awaitable[None]]
+    concurrency = int(os.environ.get("ETL_WRITE_CONCURRENCY", "32"))
     if impl == "ours":
         import BlobEtl
 
@@ -254,27 +394,33 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
 
         import BlobEtl.etl  # noqa: F401
         import common.clients  # noqa: F401
+    elif impl == "reference":
+        reference = ReferenceWriter([warmup, stream], concurrency)
     else:
         main = _load_baseline_function(BASELINE["etl"]).main
-
-    warmup = BlobStream("incoming/bench-warmup.json", make_blob(WARMUP_RECORDS, prefix="warm"))
 
     async def invoke(blob: BlobStream) -> None:
         if impl == "ours":
             await main(blob, Context("BlobEtl"))
+        elif impl == "reference":
+            await reference.write(blob)
         else:
             await main(blob)
 
-    async def run() -> tuple[float, int | None, int]:
-        # A warm instance: the first invocation (clients, connections, container properties)
-        # is not what a big blob costs. The baseline builds its clients per invocation anyway.
+    async def run() -> dict[str, Any]:
+        # A warm instance: the first invocation (clients, every connection the run uses, container
+        # properties) is not what a big blob costs. The baseline builds its clients per invocation.
         await invoke(warmup)
         rss_before = _rss_bytes()
         if trace_memory:
             tracemalloc.start()
+        server_before = server_stats()
+        cpu_started = time.process_time()
         started = time.perf_counter()
         await invoke(stream)
         elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
+        server_after = server_stats()
         traced_peak = tracemalloc.get_traced_memory()[1] if trace_memory else None
         if trace_memory:
             tracemalloc.stop()
@@ -283,14 +429,21 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
             from common import clients
 
             await clients.close_all()
-        return elapsed, traced_peak, rss_delta
+        elif impl == "reference":
+            await reference.close()
+        return {"seconds": elapsed, "client_cpu_seconds": cpu, "traced_peak": traced_peak, "rss_delta": rss_delta,
+                **stats_delta(server_before, server_after)}
 
-    elapsed, traced_peak, rss_delta = asyncio.run(run())
+    measured = asyncio.run(run())
     written = asyncio.run(_count_items()) - WARMUP_RECORDS
     if written != records:
         raise RuntimeError(f"{impl} wrote {written} of {records} records")
+    elapsed = measured["seconds"]
     return {"records": records, "seconds": elapsed, "records_per_second": records / elapsed,
-            "blob_bytes": len(data), "rss_delta_bytes": rss_delta, "tracemalloc_peak_bytes": traced_peak}
+            "client_cpu_ms_per_record": measured["client_cpu_seconds"] * 1000 / records,
+            "blob_bytes": len(data), "rss_delta_bytes": measured["rss_delta"],
+            "tracemalloc_peak_bytes": measured["traced_peak"],
+            **{k: v for k, v in measured.items() if k.startswith("server_")}}
 
 
 def raw_upsert(records: int, concurrency: int) -> dict[str, Any]:
@@ -364,11 +517,21 @@ def cleanup(impl: str, items: int, concurrency: int) -> dict[str, Any]:
             return time.perf_counter() - started
         return await _raw_delete(items, concurrency)
 
+    if impl == "ours":  # modules the first run would import are not what a delete costs
+        import azure.cosmos.aio  # noqa: F401
+
+        import CleanupTimer.cleanup  # noqa: F401
+        import common.clients  # noqa: F401
+    server_before = server_stats()
+    cpu_started = time.process_time()
     elapsed = asyncio.run(run())
+    cpu = time.process_time() - cpu_started
+    server_after = server_stats()
     remaining = asyncio.run(_count_items())
     if remaining != items // 10:
         raise RuntimeError(f"{impl} left {remaining} items, expected {items // 10}")
-    return {"items": items, "seconds": elapsed, "deletes_per_second": items / elapsed}
+    return {"items": items, "seconds": elapsed, "deletes_per_second": items / elapsed,
+            "client_cpu_ms_per_delete": cpu * 1000 / items, **stats_delta(server_before, server_after)}
 
 
 async def _raw_delete(items: int, concurrency: int) -> float:
@@ -397,6 +560,9 @@ def main() -> None:
     sub = parser.add_subparsers(dest="measurement", required=True)
     p = sub.add_parser("coldstart")
     p.add_argument("app", choices=["ours", "baseline", "floor"])
+    p = sub.add_parser("first")
+    p.add_argument("app", choices=["ours", "baseline"])
+    p.add_argument("kind", choices=sorted(FIRST))
     p = sub.add_parser("http")
     p.add_argument("app", choices=["ours", "baseline"])
     p.add_argument("--vault", required=True)
@@ -404,7 +570,7 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--telemetry", choices=["off", "on"], default="off")
     p = sub.add_parser("etl")
-    p.add_argument("impl", choices=["ours", "baseline"])
+    p.add_argument("impl", choices=["ours", "baseline", "reference"])
     p.add_argument("--records", type=int, required=True)
     p.add_argument("--trace-memory", action="store_true")
     p = sub.add_parser("raw-upsert")
@@ -417,6 +583,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.measurement == "coldstart":
         result = coldstart(args.app)
+    elif args.measurement == "first":
+        result = first_response(args.app, args.kind)
     elif args.measurement == "http":
         result = http(args.app, args.vault, args.invocations, args.warmup, args.telemetry == "on")
     elif args.measurement == "etl":

@@ -25,12 +25,24 @@ def test_smoke_run_measures_every_figure(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     figures = {row["figure"]: row for row in results["rows"]}
-    expected = ["cold start: load the 4 functions (beyond azure.functions)", "warm HTTP requests per second", "warm HTTP p50 latency",
-                "ETL 200 records/s (loopback, 0 ms)", "ETL 200 tracemalloc peak (0.1 MB blob)",
-                "cleanup deletes/s (loopback, 0 ms)", "cleanup deletes/s (5 ms round trip)"]
-    for name in expected:
+    # Figures with ours and the naive baseline side by side.
+    paired = ["cold start: load the functions (beyond azure.functions)", "warm HTTP requests per second",
+              "warm HTTP p50 latency", "cold start to first response: HttpGreeting",
+              "cold start to first response: BlobEtl", "cold start to first response: CleanupTimer",
+              "ETL client CPU per record (loopback), median", "Cosmos server CPU per request (loopback), median",
+              "ETL records/s vs the code before the transport change (0 ms)", "cleanup client CPU per delete (loopback)",
+              "ETL records/s at 0 ms round trip", "ETL records/s at 5 ms round trip", "ETL records/s at 10 ms round trip"]
+    for name in paired:
         assert name in figures, sorted(figures)
-        assert figures[name]["ours"] > 0 and figures[name]["baseline"] > 0
+        assert figures[name]["ours"] > 0 and figures[name]["baseline"] > 0, name
+    # Figures of ours alone, each with its target and a verdict.
+    for name in ["ETL 200 tracemalloc peak (0.1 MB blob)", "BlobEtl share of a 1000 RU/s budget",
+                 "CleanupTimer share of a 1000 RU/s budget"]:
+        assert figures[name]["ours"] > 0 and figures[name]["target"], name
+    assert figures["two BlobEtl runs sharing 1000 RU/s"]["met"] is True
     assert results["coldstart"]["median_modules"]["baseline"] > results["coldstart"]["median_modules"]["ours"]
-    assert results["etl"]["200"]["ours_traced"]["tracemalloc_peak_bytes"] > 0
-    assert "| figure" in result.stdout and "ours/baseline" in result.stdout
+    cpu = results["client_cpu"]["summary"]
+    assert set(cpu) == {"ours", "ours_env_lookups", "reference", "baseline"}
+    assert all(entry["server_ms_per_request"] > 0 for entry in cpu.values())
+    assert results["ru_budget"]["etl"]["server_charged"] >= 150 * 5
+    assert "| figure" in result.stdout and "ours/naive" in result.stdout

@@ -309,25 +309,25 @@ def latency_rows(latency: dict[int, dict[str, Any]], rows: list[Row]) -> None:
 
 
 def measure_ru_budget(sizes: Sizes, emulators: Emulators, rows: list[Row], results: dict[str, Any]) -> None:
-    """The server grants ``ru_budget`` RU/s; the bucket starts with one second of it, so a run of T
-    seconds could use at most budget * (T + 1): the share below is of that."""
+    """The server grants ``ru_budget`` RU/s. A run of T seconds could use what the bucket held when
+    it started (at most one second of budget) plus budget * T: the share below is of that."""
     budget = sizes.ru_budget
     say(f"RU budget of {budget} RU/s: BlobEtl alone, CleanupTimer alone, two BlobEtl runs at once")
     entry: dict[str, Any] = {"budget": budget}
 
-    def share(charged: float, seconds: float) -> float:
-        return charged / (budget * (seconds + 1))
+    def share(run: dict[str, Any]) -> float:
+        return run["server_charged"] / (run["server_tokens_at_start"] + budget * run["seconds"])
 
     etl = worker("etl", "ours", "--records", str(sizes.ru_records), env=cosmos_env(emulators, fresh_container(emulators)))
     entry["etl"] = etl
-    used = share(etl["server_charged"], etl["seconds"])
+    used = share(etl)
     rows.append(Row(f"BlobEtl share of a {budget} RU/s budget", used * 100, None, "%", ">= 90%, 0 lost", used >= 0.9,
                     f"{sizes.ru_records:,} records, all written; {etl['server_throttled']:.0f} requests answered 429 "
                     f"and retried; {etl['server_charged'] / etl['seconds']:.0f} RU/s"))
     cleanup = worker("cleanup", "ours", "--items", str(sizes.ru_cleanup_items),
                      env=cosmos_env(emulators, fresh_container(emulators)))
     entry["cleanup"] = cleanup
-    used = share(cleanup["server_charged"], cleanup["seconds"])
+    used = share(cleanup)
     rows.append(Row(f"CleanupTimer share of a {budget} RU/s budget", used * 100, None, "%", ">= 90%, 0 lost",
                     used >= 0.9, f"{sizes.ru_cleanup_items:,} expired items, all deleted, fresh ones kept; "
                     f"{cleanup['server_throttled']:.0f} answered 429"))

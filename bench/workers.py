@@ -149,7 +149,9 @@ def server_stats() -> dict[str, float] | None:
 def stats_delta(before: dict[str, float] | None, after: dict[str, float] | None) -> dict[str, float]:
     if before is None or after is None:
         return {}
-    return {f"server_{key}": after[key] - before[key] for key in ("cpuSeconds", "requests", "charged", "throttled")}
+    delta = {f"server_{key}": after[key] - before[key] for key in ("cpuSeconds", "requests", "charged", "throttled")}
+    delta["server_tokens_at_start"] = before.get("tokens", 0.0)
+    return delta
 
 
 def _rss_bytes() -> int:
@@ -485,8 +487,17 @@ async def _seed_expired(items: int, fresh: int) -> None:
     semaphore = asyncio.Semaphore(32)
 
     async def put(item: dict[str, Any]) -> None:
+        from azure.cosmos.exceptions import CosmosHttpResponseError
+
         async with semaphore:
-            await container.upsert_item(item)
+            while True:  # under a request-unit budget, a write can lose the race for the bucket many times
+                try:
+                    await container.upsert_item(item)
+                    return
+                except CosmosHttpResponseError as exc:
+                    if exc.status_code != 429:
+                        raise
+                    await asyncio.sleep(0.05)
 
     expired = [{"id": f"old-{i}", "timestamp": "2001-01-01T00:00:00.000Z", "metadata": {"source": "s", "type": "t"},
                 "processedData": "X" * 200} for i in range(items)]

@@ -189,11 +189,15 @@ async def retry_async(
 ) -> T:
     """Run ``operation`` until it succeeds, a non-transient error occurs, or the policy runs out.
 
+    A 429 that says when to come back (``x-ms-retry-after-ms``, ``Retry-After``) waits that long
+    (spread by up to as much again) and does not count as one of ``max_attempts``: under a
+    request-unit budget, throttling is pacing, and only the time budget bounds it.
     ``on_retry(attempt, delay, error)`` is called before each wait, for logging.
     Raises the last error; a timed-out attempt raises :class:`TimeoutError`.
     """
     deadline = clock() + policy.total_budget
     attempt = 0
+    throttled = 0
     while True:
         attempt += 1
         remaining = deadline - clock()
@@ -213,12 +217,19 @@ async def retry_async(
             error = exc
             if not transient(exc):
                 raise
-        if attempt >= policy.max_attempts:
-            raise error
-        delay = jitter() * policy.backoff_ceiling(attempt)
         asked = retry_after_seconds(error)
-        if asked is not None:
-            delay = max(delay, asked)
+        if _status_code(error) == 429 and asked is not None:
+            # Throttled, told when to come back: the service is pacing us, not failing. Wait what it
+            # asked (spread over up to twice that, so writers throttled together do not return
+            # together), within the time budget but without using up an attempt.
+            throttled += 1
+            delay = asked * (1 + jitter())
+        else:
+            if attempt - throttled >= policy.max_attempts:
+                raise error
+            delay = jitter() * policy.backoff_ceiling(attempt - throttled)
+            if asked is not None:
+                delay = max(delay, asked)
         if clock() + delay >= deadline:
             raise error
         if on_retry is not None:

@@ -73,7 +73,14 @@ function admit(req, res) {
   server.on("request", (req, res) => {
     if (req.method === "GET" && req.url === "/_bench/stats") {
       const cpu = process.cpuUsage();
-      const body = JSON.stringify({ ...stats, cpuSeconds: (cpu.user + cpu.system) / 1e6, ruPerSecond });
+      if (ruPerSecond > 0) {
+        const now = process.hrtime.bigint();
+        tokens = Math.min(ruPerSecond, tokens + Number(now - refilledAt) / 1e9 * ruPerSecond);
+        refilledAt = now;
+      }
+      // tokens: what the bucket holds now, so a reader can tell what a run could have used.
+      const body = JSON.stringify({ ...stats, tokens: ruPerSecond > 0 ? tokens : 0,
+        cpuSeconds: (cpu.user + cpu.system) / 1e6, ruPerSecond });
       res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);
       return;

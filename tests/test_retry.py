@@ -75,8 +75,36 @@ async def test_full_jitter_scales_the_ceiling() -> None:
 async def test_retry_after_is_honoured() -> None:
     clock = FakeClock()
     throttled = Scripted(http_error(429, {"x-ms-retry-after-ms": "2500"}))
-    await retry_async(throttled, RetryPolicy(base_delay=0.1), sleep=clock.sleep, clock=clock, jitter=lambda: 1.0)
+    await retry_async(throttled, RetryPolicy(base_delay=0.1), sleep=clock.sleep, clock=clock, jitter=lambda: 0.0)
     assert clock.sleeps == [2.5]
+    # Spread over up to twice the asked time, so writers throttled together come back apart.
+    clock = FakeClock()
+    throttled = Scripted(http_error(429, {"x-ms-retry-after-ms": "2500"}))
+    await retry_async(throttled, RetryPolicy(base_delay=0.1), sleep=clock.sleep, clock=clock, jitter=lambda: 0.5)
+    assert clock.sleeps == [3.75]
+
+
+async def test_throttling_is_bounded_by_time_not_by_attempts() -> None:
+    """A 429 with a retry-after is the service pacing the caller: it does not use up an attempt."""
+    clock = FakeClock()
+    paced = Scripted(*[http_error(429, {"x-ms-retry-after-ms": "10"}) for _ in range(50)], result="done")
+    assert await retry_async(paced, RetryPolicy(max_attempts=3, total_budget=5.0), sleep=clock.sleep, clock=clock,
+                             jitter=lambda: 0.0) == "done"
+    assert paced.calls == 51
+    # A 429 without a retry-after, or a 503, still counts.
+    clock = FakeClock()
+    failing = Scripted(*[http_error(429, {}) for _ in range(5)], result="done")
+    with pytest.raises(Exception):
+        await retry_async(failing, RetryPolicy(max_attempts=3, total_budget=500.0), sleep=clock.sleep, clock=clock,
+                          jitter=lambda: 0.0)
+    assert failing.calls == 3
+    # And the time budget still ends a throttled operation.
+    clock = FakeClock()
+    endless = Scripted(*[http_error(429, {"x-ms-retry-after-ms": "1000"}) for _ in range(100)])
+    with pytest.raises(Exception):
+        await retry_async(endless, RetryPolicy(max_attempts=3, total_budget=5.0), sleep=clock.sleep, clock=clock,
+                          jitter=lambda: 0.0)
+    assert sum(clock.sleeps) < 5.0
 
 
 async def test_permanent_error_is_raised_at_once() -> None:

@@ -161,7 +161,7 @@ def build_event(value: dict[str, Any], *, idempotency_key: str | None, correlati
     """The CloudEvent to publish, as its JSON object; :class:`BadEvent` when it is not valid.
 
     The request's trace context replaces any ``traceparent``/``tracestate`` the caller sent
-    (the event's trace is the request's); a caller's ``correlationid`` is kept.
+    (the event's trace is the request's), and the request's correlation id any ``correlationid``.
     """
     if idempotency_key is not None and not _IDEMPOTENCY_KEY.fullmatch(idempotency_key):
         raise BadEvent(400, "Idempotency-Key must be 1 to 255 visible ASCII characters.", "bad_idempotency_key")
@@ -179,11 +179,31 @@ def build_event(value: dict[str, Any], *, idempotency_key: str | None, correlati
         }
     for name in cloud_events.TRACE_ATTRIBUTES:
         event.pop(name, None)
-    event.setdefault(CORRELATION_ATTRIBUTE, correlation_id)
+    event[CORRELATION_ATTRIBUTE] = correlation_id
     try:
         return cloud_events.validate(event)
     except cloud_events.CloudEventError as exc:
         raise BadEvent(400, f"The event is not a valid CloudEvent: {exc.detail}.", "invalid_cloud_event") from None
+
+
+def to_sdk_event(event: dict[str, Any]) -> Any:
+    """``event`` (validated) as ``azure.core.messaging.CloudEvent``, built attribute by attribute.
+
+    Not ``CloudEvent.from_dict``: it reads a ``time`` offset by its first digit only (``+05:30``
+    became ``-00:30``) and refuses a lower-case ``t`` or ``z``. The time is parsed here, by the
+    rules both ends apply, and sent in UTC: the same instant, to the microsecond.
+    """
+    import base64
+
+    from azure.core.messaging import CloudEvent
+
+    extensions = {k: v for k, v in event.items() if k not in cloud_events.CONTEXT_ATTRIBUTES}
+    data: Any = base64.b64decode(event["data_base64"]) if "data_base64" in event else event.get("data")
+    time = cloud_events.parse_time(event["time"]).astimezone(UTC) if "time" in event else None
+    return CloudEvent(source=event["source"], type=event["type"], specversion=event["specversion"], id=event["id"],
+                      time=time, data=data, subject=event.get("subject"),
+                      datacontenttype=event.get("datacontenttype"), dataschema=event.get("dataschema"),
+                      extensions=extensions or None)
 
 
 def _status_of(error: BaseException) -> int | None:
@@ -193,6 +213,17 @@ def _status_of(error: BaseException) -> int | None:
         # The SDK re-raises a 404 as a new ResourceNotFoundError without a status, from the original.
         status = getattr(cause, "status_code", None)
     return status if isinstance(status, int) else None
+
+
+def _token_unavailable(error: BaseException) -> bool:
+    """The managed identity endpoint failed to issue a token (a hiccup of the platform, not a
+    missing role): azure-identity raises ClientAuthenticationError without an HTTP status. A
+    missing identity (CredentialUnavailableError) stays a configuration error."""
+    from azure.core.exceptions import ClientAuthenticationError
+
+    if type(error).__name__ == "CredentialUnavailableError":
+        return False
+    return isinstance(error, ClientAuthenticationError) and _status_of(error) is None
 
 
 def _retry_after(error: BaseException) -> int:
@@ -209,8 +240,6 @@ async def publish(event: dict[str, Any], publisher: Publisher, cfg: EventSetting
     it), :class:`PublishUnavailable` (still failing when the budget ran out: unreachable, timing
     out, throttled, 5xx) or :class:`PublishRefused` (the app is not allowed to publish).
     """
-    from azure.core.messaging import CloudEvent
-
     too_large = 0
     with telemetry.span("publish events", kind="producer", attributes={
             "messaging.system": "eventgrid", "messaging.operation.type": "send",
@@ -228,7 +257,7 @@ async def publish(event: dict[str, Any], publisher: Publisher, cfg: EventSetting
             too_large = size
         else:
             try:
-                cloud_event = CloudEvent.from_dict(stamped)
+                cloud_event = to_sdk_event(stamped)
             except ValueError as exc:  # a rule of azure-core's CloudEvent that common.cloud_events lacks
                 raise BadEvent(400, f"The event cannot be sent as a CloudEvent: {exc}", "invalid_cloud_event") from None
 
@@ -242,7 +271,7 @@ async def publish(event: dict[str, Any], publisher: Publisher, cfg: EventSetting
                                   on_retry=on_retry)
             except Exception as exc:
                 status = _status_of(exc)
-                if is_transient(exc):
+                if is_transient(exc) or _token_unavailable(exc):
                     raise PublishUnavailable(describe_error(exc), _retry_after(exc)) from None
                 if status == 400:
                     raise BadEvent(400, f"Event Grid refused the event: {describe_error(exc, 300)}",

@@ -8,8 +8,9 @@ forwarded to that queue, so the chain goes on.
 
 Idempotent by construction: the item's id is derived from the event (its source and
 id), so a redelivered message rewrites the same item; the output message's id is
-derived from the input message's id, so a redelivered input produces a message that
-the output queue's duplicate detection drops. A message that can never be processed
+derived from the same identity and the event's content, so a redelivery, or the same
+event resent in a new message, produces a message the output queue's duplicate
+detection drops. A message that can never be processed
 (not UTF-8, not strict JSON, not an object, no string ``id``, not a valid CloudEvent, a
 result Cosmos DB refuses, or one too large to send) goes to the invalid queue with its
 original body, its application properties and the reason, and the invocation completes.
@@ -45,7 +46,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 from common import clients, cloud_events, telemetry
 from common.cosmos import partition_key_of
 from common.errors import ConfigurationError, InvalidInput
-from common.logs import InvocationLog, describe_error
+from common.logs import InvocationLog, describe_error, sane_correlation_id
 from common.retry import RetryPolicy, cosmos_write_policy, queue_send_policy, retry_async
 from common.settings import QueueSettings
 from common.timing import elapsed_ms, utc_timestamp
@@ -159,7 +160,7 @@ class InboundMessage:
         """The correlation id PublishEvent put on the event (the ``correlationid`` extension)."""
         parsed = self.parsed
         value = parsed.event.get("correlationid") if isinstance(parsed, ParsedEvent) and parsed.cloud_event else None
-        return value if isinstance(value, str) else None
+        return sane_correlation_id(value)
 
     def event_traceparent(self) -> str | None:
         """The trace context the event's producer put on the event itself (PublishEvent's request)."""
@@ -201,9 +202,19 @@ def read_event(body: bytes) -> ParsedEvent:
     return ParsedEvent(value, cloud_event=False)
 
 
-def output_message_id(input_message_id: str) -> str:
-    """The same input id always gives the same output id (for duplicate detection)."""
-    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, input_message_id))
+def output_message_id(item_id: str, event: Mapping[str, Any]) -> str:
+    """The forwarded message's id: the same event, with the same content, always gives the same id,
+    whatever message carried it, so the output queue's duplicate detection drops a redelivery and a
+    producer's resend alike. Storing and forwarding share the event's identity (``item_id``);
+    the content hash leaves out the trace context and correlation id, which a resend renews.
+    A changed event under the same identity is forwarded again (and its item rewritten)."""
+    content = {k: v for k, v in event.items() if k not in TRANSPORT_ATTRIBUTES}
+    digest = hashlib.sha256(json.dumps(content, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return str(uuid.uuid5(OUTPUT_ID_NAMESPACE, f"{item_id}\n{digest}"))
+
+
+#: Attributes of an event that belong to its transport, not its content.
+TRANSPORT_ATTRIBUTES = frozenset({*cloud_events.TRACE_ATTRIBUTES, "correlationid"})
 
 
 def build_result(parsed: ParsedEvent, source_message_id: str, now: datetime) -> dict[str, Any]:
@@ -328,7 +339,7 @@ def _property_value(value: Any) -> Any:
     return _text(json.dumps(value, default=str))
 
 
-def result_message(inbound: InboundMessage, result: Mapping[str, Any]) -> ServiceBusMessage:
+def result_message(inbound: InboundMessage, result: Mapping[str, Any], message_id: str) -> ServiceBusMessage:
     from azure.servicebus import ServiceBusMessage
 
     source_id = inbound.effective_id
@@ -340,7 +351,7 @@ def result_message(inbound: InboundMessage, result: Mapping[str, Any]) -> Servic
         # UTF-8, not ASCII escapes (which double non-Latin text against the 256 KB limit of the
         # Standard tier); strict JSON, so no NaN or Infinity reaches a consumer.
         dumps(result),
-        message_id=output_message_id(source_id),
+        message_id=message_id,
         correlation_id=inbound.correlation_id or source_id,
         content_type="application/json",
         application_properties=properties,
@@ -508,7 +519,7 @@ async def process_message(
         return "stored"
 
     try:
-        message = result_message(inbound, result)
+        message = result_message(inbound, result, output_message_id(item["id"], parsed.event))
         await send_with_retry(queues.output_queue, message, policy, log, sender_for, discard)
     except Exception as exc:
         if _is_too_large(exc):

@@ -119,9 +119,11 @@ def validate(event: Mapping[str, Any]) -> dict[str, Any]:
         try:
             if not isinstance(encoded, str):
                 raise ValueError(encoded)
-            base64.b64decode(encoded, validate=True)
+            # Canonical only (padding, no stray bits): what is stored is then what was sent, byte for byte.
+            if base64.b64encode(base64.b64decode(encoded, validate=True)).decode() != encoded:
+                raise ValueError(encoded)
         except (ValueError, binascii.Error):
-            raise CloudEventError("'data_base64' must be a base64 string") from None
+            raise CloudEventError("'data_base64' must be a canonical base64 string") from None
     for name, value in event.items():
         if name in CONTEXT_ATTRIBUTES:
             continue

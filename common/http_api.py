@@ -21,14 +21,13 @@ from __future__ import annotations
 
 import hmac
 import json
-import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from common import settings, telemetry
-from common.logs import InvocationLog
+from common.logs import InvocationLog, sane_correlation_id
 from common.secrets import SecretUnavailableError, get_secret
 from common.timing import elapsed_ms
 
@@ -48,7 +47,6 @@ __all__ = [
 UNAUTHORIZED = {"error": "Missing or invalid API key (header 'x-api-key')."}
 #: How long a caller should wait when the vault cannot be reached.
 KEY_UNAVAILABLE_RETRY_AFTER_SECONDS = 30
-_SANE_CORRELATION_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
 
 KeyLoader = Callable[[], Awaitable[str | None]]
 
@@ -65,9 +63,7 @@ class Reply:
 
 def correlation_id_for(caller_value: str | None, invocation_id: str) -> str:
     """The caller's correlation id when it is a sane token, else the invocation id."""
-    if caller_value and _SANE_CORRELATION_ID.fullmatch(caller_value):
-        return caller_value
-    return invocation_id
+    return sane_correlation_id(caller_value) or invocation_id
 
 
 def keys_match(provided: str, expected: str) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from common.errors import InvocationFailed
 
 __all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_error", "masked_failures", "redact",
+           "sane_correlation_id",
            "register_secret"]
 
 _KEY_VALUE = re.compile(
@@ -43,6 +44,13 @@ _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 #: them as noise (two records per Cosmos DB request). host.json's logLevel filters only the host's
 #: logs, never the worker's, so they are quietened here, where every function's logging starts.
 SDK_LOGGERS = ("azure", "aiohttp.access", "uamqp")
+_SANE_CORRELATION_ID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")
+
+
+def sane_correlation_id(value: object) -> str | None:
+    """``value`` when it is a correlation id fit for a log line (1-128 of ``A-Za-z0-9._:-``), else None:
+    a caller's id is logged, so it must not be able to forge or flood a log record."""
+    return value if isinstance(value, str) and _SANE_CORRELATION_ID.fullmatch(value) else None
 
 
 def quiet_sdk_loggers() -> None:

@@ -329,3 +329,32 @@ async def test_an_unreachable_topic_raises_service_request_error() -> None:
     async with client:
         with pytest.raises(ServiceRequestError):
             await asyncio.wait_for(client.send(CloudEvent(source="/s", type="t", data=None)), 10)
+
+
+@pytest.mark.parametrize(("sent", "published"), [
+    ("2026-11-27T10:00:00+05:30", "2026-11-27T04:30:00.000Z"),
+    ("2026-11-27T10:00:00-08:00", "2026-11-27T18:00:00.000Z"),
+    ("2026-11-27t10:00:00.123456789z", "2026-11-27T10:00:00.123456Z"),
+])
+async def test_a_time_with_any_offset_is_published_as_the_same_instant(topic: FakeEventGridPublisher, sent: str,
+                                                                       published: str) -> None:
+    status, _, _ = await call(request(cloud_event(time=sent)))
+    assert status == 202
+    assert topic.published[0]["time"] == published
+
+
+async def test_the_request_correlation_id_replaces_the_callers_attribute(topic: FakeEventGridPublisher) -> None:
+    await call(request(cloud_event(correlationid="forged\nline"), headers={"x-correlation-id": "c-real"}))
+    assert topic.published[0]["correlationid"] == "c-real"
+
+
+async def test_a_token_the_identity_endpoint_could_not_issue_is_a_503(topic: FakeEventGridPublisher,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from azure.core.exceptions import ClientAuthenticationError
+    from azure.identity import CredentialUnavailableError
+
+    set_env(monkeypatch, EVENT_PUBLISH_BUDGET_SECONDS="1")
+    topic.failures = [ClientAuthenticationError("ManagedIdentityCredential authentication failed: timeout")] * 20
+    assert (await call(request(cloud_event())))[0] == 503
+    topic.failures = [CredentialUnavailableError("no managed identity endpoint")]
+    assert (await call(request(cloud_event())))[0] == 500

@@ -14,7 +14,7 @@ import QueueProcessor
 from common import clients
 from common.logs import InvocationFailed
 from common.settings import QueueSettings
-from QueueProcessor.processing import InboundMessage, output_message_id, process_message, read_event
+from QueueProcessor.processing import InboundMessage, item_id, output_message_id, process_message, read_event
 from tests.conftest import FakeContext, set_env, use_fake_clients
 from tests.fakes import FakeContainer, FakeServiceBus
 
@@ -60,7 +60,7 @@ def body_of(message: Any) -> dict[str, Any]:
 async def test_valid_message_is_forwarded_once_with_derived_ids(bus: FakeServiceBus) -> None:
     await run(trigger({"id": "order-7", "amount": 12.5}, message_id="m-123", correlation_id="corr-1"))
     [out] = bus.queues["out"].messages
-    assert out.message_id == output_message_id("m-123")
+    assert out.message_id == output_message_id(item_id("/queues/in", "order-7"), {"id": "order-7", "amount": 12.5})
     assert out.correlation_id == "corr-1"
     assert out.content_type == "application/json"
     body = body_of(out)
@@ -186,9 +186,23 @@ def test_a_plain_event_is_any_object_with_a_string_id() -> None:
 
 
 def test_output_ids_are_stable_and_distinct() -> None:
-    assert output_message_id("a") == output_message_id("a")
-    assert output_message_id("a") != output_message_id("b")
-    assert len(output_message_id("x" * 500)) == 36
+    event = {"id": "a", "qty": 1}
+    assert output_message_id("a", event) == output_message_id("a", dict(reversed(list(event.items()))))
+    assert output_message_id("a", event) != output_message_id("b", event)
+    assert output_message_id("a", event) != output_message_id("a", {"id": "a", "qty": 2})
+    # The transport's attributes are not the event's content: a resend renews them.
+    assert output_message_id("a", {**event, "traceparent": "x", "correlationid": "c"}) == output_message_id("a", event)
+    assert len(output_message_id("x" * 500, event)) == 36
+
+
+async def test_the_same_event_resent_in_a_new_message_is_stored_and_forwarded_once(bus: FakeServiceBus,
+                                                                                   store: FakeContainer) -> None:
+    for message_id in ("m-1", "m-2", "m-3"):
+        await run(trigger({"id": "order-1", "qty": 1}, message_id=message_id))
+    assert len(store.items) == 1 and len(bus.queues["out"].messages) == 1
+    # Changed content under the same identity: the item is rewritten and the change forwarded.
+    await run(trigger({"id": "order-1", "qty": 2}, message_id="m-4"))
+    assert len(store.items) == 1 and [body_of(m)["payload"]["qty"] for m in bus.queues["out"].messages] == [1, 2]
 
 
 async def test_message_without_id_gets_a_stable_derived_one(bus: FakeServiceBus) -> None:

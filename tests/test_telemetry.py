@@ -20,12 +20,14 @@ from opentelemetry.trace import SpanKind, StatusCode
 import BlobEtl
 import CleanupTimer
 import HttpGreeting
+import PublishEvent
 import QueueProcessor
 from common import telemetry
 from tests.conftest import APP_ROOT, FakeContext, FakeTraceContext, set_env, use_fake_clients
-from tests.fakes import FakeContainer, FakeServiceBus, cosmos_error
+from tests.fakes import FakeContainer, FakeEventGridPublisher, FakeServiceBus, cosmos_error, event_grid_error
 from tests.test_blob_etl import FakeBlobService
 from tests.test_http_greeting import request as http_request
+from tests.test_publish_event import request as events_request
 from tests.test_queue_processor import trigger as sb_trigger
 
 HOST_TRACE = "0af7651916cd43dd8448eb211c80319c"
@@ -206,8 +208,11 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
     bus.senders["out"].failures = [sb.ServiceBusConnectionError(message=f"link failed SharedAccessKey={SECRET}")]
     container, blobs = FakeContainer(), FakeBlobService()
     container.failures["upsert"] = [cosmos_error(503, f"unavailable AccountKey={SECRET}")]
-    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer())
-    use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
+    topic = FakeEventGridPublisher()
+    topic.failures = [event_grid_error(503, f"unavailable aeg-sas-key={SECRET}")] * 20
+    set_env(monkeypatch, EVENT_GRID_TOPIC_ENDPOINT="https://t.westeurope-1.eventgrid.azure.net/api/events",
+            EVENT_PUBLISH_BUDGET_SECONDS="1")
+    use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer(), event_grid=topic)
 
     class Stream:
         name = "incoming/s.json"
@@ -218,11 +223,17 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
     with caplog.at_level(logging.DEBUG):
         for key in (SECRET, SECRET[:-1], None):
             await HttpGreeting.main(http_request("POST", body={"name": "Personal Name"}, key=key), context("HttpGreeting"))
+        for key in (SECRET, None):
+            await PublishEvent.main(events_request({"card": SECRET}, key=key), context("PublishEvent"))
         await QueueProcessor.main(sb_trigger({"id": "a", "card": SECRET}), context("QueueProcessor"))
         await QueueProcessor.main(sb_trigger(SECRET.encode()), context("QueueProcessor"))
+        # BlobEtl's write fails with the secret in the SDK's message (QueueProcessor had its own container).
+        use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
         await BlobEtl.main(Stream(), context("BlobEtl"))  # type: ignore[arg-type]
         await CleanupTimer.main(TimerRequest(past_due=True), context("CleanupTimer"))
     exported = otel.exported_text() + "\n" + caplog.text
+    # The failures that carried the secret were met: BlobEtl's write, PublishEvent's publishes.
+    assert container.failures["upsert"] == [] and topic.calls >= 2
     assert len(otel.finished()) >= 8
     assert SECRET not in exported
     assert SECRET[:-1] not in exported

@@ -141,6 +141,8 @@ async def test_what_publish_event_publishes_queue_processor_stores_unchanged(eve
         assert outcome == "forwarded"
     [item] = store.items.values()
     assert (item["eventId"], item["source"], item["type"]) == (event["id"], event["source"], event["type"])
+    if "time" in event:  # the same instant, to the microsecond, whatever offset it was sent with
+        assert cloud_events.parse_time(item["time"]) == cloud_events.parse_time(event["time"])
     if "data_base64" in event:
         assert item["payloadBase64"] == event["data_base64"]
     else:

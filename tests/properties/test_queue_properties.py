@@ -31,7 +31,7 @@ from hypothesis import event, given, strategies as st
 
 import QueueProcessor
 from common.logs import bind_invocation
-from QueueProcessor.processing import ORIGINAL_PREFIX, SET_ASIDE_PROPERTIES, MAX_REASON_LENGTH, InboundMessage, output_message_id, process_message
+from QueueProcessor.processing import ORIGINAL_PREFIX, SET_ASIDE_PROPERTIES, MAX_REASON_LENGTH, InboundMessage, item_id, output_message_id, process_message
 from tests.conftest import FakeContext, set_env, use_fake_clients
 from tests.fakes import FakeContainer, FakeServiceBus
 from tests.test_queue_processor import QUEUES, amqp_round_trip
@@ -202,7 +202,7 @@ def check_forwarded(inbound: InboundMessage, message: Any, event_value: dict[str
     assert result["status"] == "processed" and result["id"] == event_value["id"]
     assert result["payload"] == event_value  # floats compared by value: a repr round trip is exact
     assert result["sourceMessageId"] == effective_id(inbound)
-    assert message.message_id == output_message_id(effective_id(inbound))
+    assert message.message_id == output_message_id(item_id(f"/queues/{QUEUES.input_queue}", event_value["id"]), event_value)
     decoded = amqp_round_trip(message)
     assert b"".join(decoded.data) == body
 

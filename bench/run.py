@@ -300,7 +300,8 @@ def latency_rows(latency: dict[int, dict[str, Any]], rows: list[Row]) -> None:
     for ms, measured in sorted(latency.items()):
         ours, env, base = measured["ours"], measured["ours_env_lookups"], measured["baseline"]
         vs_env = ours["records_per_second"] / env["records_per_second"]
-        target = {0: (">= 1.8x before", 1.8), 10: (">= 1.3x before", 1.3)}.get(ms)
+        # At 0 ms the paired figure above (three rounds) carries the target; this row is one run.
+        target = {10: (">= 1.3x before", 1.3)}.get(ms)
         rows.append(Row(f"ETL records/s at {ms} ms round trip", ours["records_per_second"], base["records_per_second"],
                         "rec/s", target[0] if target else "", (vs_env >= target[1]) if target else None,
                         f"before the transport change {env['records_per_second']:.0f} ({vs_env:.2f}x); "

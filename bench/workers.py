@@ -546,10 +546,15 @@ def cleanup(impl: str, items: int, concurrency: int) -> dict[str, Any]:
 
 
 async def _raw_delete(items: int, concurrency: int) -> float:
-    """The limit: delete known (id, partition key) pairs concurrently, no query."""
+    """The reference: the same SDK deleting known (id, partition key) pairs at the same concurrency,
+    no query, on a transport without per-request environment lookups (as ours)."""
+    from azure.core.pipeline.transport import AioHttpTransport
     from azure.cosmos.aio import CosmosClient
 
-    client = CosmosClient.from_connection_string(os.environ["CosmosConnection"], connection_verify=False)
+    client = CosmosClient.from_connection_string(os.environ["CosmosConnection"], connection_verify=False,
+                                                 enable_endpoint_discovery=False,
+                                                 transport=AioHttpTransport(use_env_settings=False,
+                                                                            connection_verify=False))
     container = client.get_database_client(os.environ["COSMOS_DATABASE"]).get_container_client(
         os.environ["COSMOS_CONTAINER"])
     await container.read()

@@ -19,6 +19,7 @@ from common.http_api import (
     Reply,
     Responder,
     authorize,
+    body_error,
     correlation_id_for,
     keys_match,
     load_configured_api_key,
@@ -48,14 +49,6 @@ class BadRequest(InvalidInput):
         super().__init__(detail, reason="bad_request")
 
 
-#: What the caller is told for each way a body breaks the strict JSON reader's rules.
-_BODY_ERRORS = {
-    "not_utf8": "Request body {detail}.",
-    "too_deep": "Request body nests JSON too deeply: it {detail}.",
-    "number_too_long": "Request body is not valid JSON: a number is too long ({detail}).",
-}
-
-
 def validate_name(value: object) -> str:
     if not isinstance(value, str):
         raise BadRequest("'name' must be a string.")
@@ -82,7 +75,7 @@ def extract_name(params: Mapping[str, str], body: bytes) -> str:
     try:
         payload = strict_json.loads(body)
     except strict_json.JsonInputError as exc:
-        raise BadRequest(_BODY_ERRORS.get(exc.reason, "Request body {detail}.").format(detail=exc.detail)) from None
+        raise BadRequest(body_error(exc)) from None
     if not isinstance(payload, dict):
         raise BadRequest("Request body must be a JSON object such as {\"name\": \"Ada\"}.")
     if "name" not in payload:

@@ -38,7 +38,15 @@ from typing import Any, Protocol
 
 from common import cloud_events, settings, strict_json, telemetry
 from common.errors import InvalidInput, TransientFailure
-from common.http_api import KeyLoader, Reply, Responder, authorize, correlation_id_for, load_configured_api_key
+from common.http_api import (
+    KeyLoader,
+    Reply,
+    Responder,
+    authorize,
+    body_error,
+    correlation_id_for,
+    load_configured_api_key,
+)
 from common.logs import InvocationLog, describe_error
 from common.retry import event_publish_policy, is_transient, retry_after_seconds, retry_async
 from common.settings import EventSettings
@@ -107,14 +115,6 @@ class PublishRefused(Exception):
     """Event Grid refused the app itself (401/403: a missing role; 404: no such topic)."""
 
 
-#: What the caller is told for each way a body breaks the strict JSON reader's rules.
-_BODY_ERRORS = {
-    "not_utf8": "Request body {detail}.",
-    "too_deep": "Request body nests JSON too deeply: it {detail}.",
-    "number_too_long": "Request body is not valid JSON: a number is too long ({detail}).",
-}
-
-
 def check_content_type(value: str | None) -> None:
     """JSON or a structured CloudEvent, in UTF-8; absent is read as JSON."""
     if value is None or not value.strip():
@@ -147,8 +147,7 @@ def read_body(body: bytes, max_bytes: int) -> dict[str, Any]:
     try:
         value = strict_json.loads(body)
     except strict_json.JsonInputError as exc:
-        raise BadEvent(400, _BODY_ERRORS.get(exc.reason, "Request body {detail}.").format(detail=exc.detail),
-                       "not_json") from None
+        raise BadEvent(400, body_error(exc), "not_json") from None
     if isinstance(value, list):
         raise BadEvent(400, "Send one event per request, as a JSON object, not an array.", "batch")
     if not isinstance(value, dict):

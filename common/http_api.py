@@ -28,6 +28,7 @@ from typing import Any
 
 from common import settings, telemetry
 from common.logs import InvocationLog, sane_correlation_id
+from common.strict_json import JsonInputError
 from common.secrets import SecretUnavailableError, get_secret
 from common.timing import elapsed_ms
 
@@ -38,6 +39,7 @@ __all__ = [
     "Responder",
     "UNAUTHORIZED",
     "authorize",
+    "body_error",
     "correlation_id_for",
     "keys_match",
     "load_configured_api_key",
@@ -59,6 +61,19 @@ class Reply:
 
     def body_json(self) -> str:
         return json.dumps(self.body, ensure_ascii=False)
+
+
+#: What the caller is told for each way a body breaks the strict JSON reader's rules.
+_BODY_ERRORS = {
+    "not_utf8": "Request body {detail}.",
+    "too_deep": "Request body nests JSON too deeply: it {detail}.",
+    "number_too_long": "Request body is not valid JSON: a number is too long ({detail}).",
+}
+
+
+def body_error(error: JsonInputError) -> str:
+    """The caller's message for a body :func:`common.strict_json.loads` refused."""
+    return _BODY_ERRORS.get(error.reason, "Request body {detail}.").format(detail=error.detail)
 
 
 def correlation_id_for(caller_value: str | None, invocation_id: str) -> str:

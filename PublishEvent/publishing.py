@@ -37,7 +37,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from common import cloud_events, settings, strict_json, telemetry
-from common.errors import InvalidInput, TransientFailure
+from common.errors import ConfigurationError, InvalidInput, TransientFailure
 from common.http_api import (
     KeyLoader,
     Reply,
@@ -111,8 +111,13 @@ class PublishUnavailable(TransientFailure):
         self.retry_after = retry_after
 
 
-class PublishRefused(Exception):
-    """Event Grid refused the app itself (401/403: a missing role; 404: no such topic)."""
+class PublishRefused(ConfigurationError):
+    """Event Grid refused the app itself (401/403: a missing role; 404: no such topic): what an
+    operator fixes in the deployment, so a configuration error naming the topic's setting."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("EVENT_GRID_TOPIC_ENDPOINT", "names a topic that refused the app: its identity needs "
+                         f"'EventGrid Data Sender' on that topic, and the topic must exist ({detail})")
 
 
 def check_content_type(value: str | None) -> None:
@@ -300,7 +305,7 @@ async def respond(
     Errors (:mod:`common.errors`) become statuses here: :class:`BadEvent` (an
     :class:`~common.errors.InvalidInput`) its 4xx, :class:`PublishUnavailable` (a
     :class:`~common.errors.TransientFailure`) a 503 with ``Retry-After``, and anything else
-    (a :class:`~common.errors.ConfigurationError`, :class:`PublishRefused`) a 500 whose
+    (a :class:`~common.errors.ConfigurationError`, :class:`PublishRefused` among them) a 500 whose
     detail goes to the log only. ``publisher()`` is called only for an event to publish;
     ``cfg`` defaults to the app settings (read here, so a malformed one is a logged 500).
     """
@@ -327,9 +332,7 @@ async def respond(
                        eventSource=event["source"][:128])
         return reply(202, {"id": event["id"], "correlationId": correlation_id}, "published")
     except PublishRefused as exc:
-        reply.log.error("event.publish_refused", error=str(exc),
-                        reason="Event Grid refused the app: its identity needs the 'EventGrid Data Sender' role "
-                        "on the topic at EVENT_GRID_TOPIC_ENDPOINT, and the topic must exist")
+        reply.log.error("event.publish_refused", error=str(exc))
         return reply(500, {"error": "Internal server error"}, "error")
     except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
         reply.log.exception("event.failed", exc)

@@ -31,6 +31,7 @@ from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.logs import InvocationLog, describe_error
 from common.errors import ConfigurationError, InvalidInput
 from common.retry import RetryPolicy, cosmos_write_policy, retry_async, summary_upload_policy
+from common.throttle import AdaptiveConcurrency, ThrottleSignal
 from common.settings import EtlSettings
 from common.timing import elapsed_ms, utc_timestamp
 
@@ -77,6 +78,8 @@ class EtlSummary:
     error: str | None = None
     finished_at: str | None = None
     request_charge: float = 0.0
+    #: The fewest writes in flight the run fell back to under throttling (the log, not the document).
+    writes_in_flight_lowest: int | None = None
 
     def add_error(self, index: int, record_id: Any, reason: str, line: int | None = None) -> None:
         self.invalid += 1
@@ -200,13 +203,14 @@ class EtlRun:
     """One blob's run: owns the counters; the clients and settings come from the caller."""
 
     def __init__(self, source: BlobRef, container: ContainerProxy, cfg: EtlSettings, log: InvocationLog,
-                 now: Callable[[], datetime]) -> None:
+                 now: Callable[[], datetime], throttle: ThrottleSignal | None = None) -> None:
         self.source = source
         self.container = container
         self.log = log
         self.summary = EtlSummary(source_blob=str(source), started_at=utc_timestamp(now()))
         self.policy = cosmos_write_policy(cfg.write_budget_seconds)
-        self._semaphore = asyncio.Semaphore(cfg.write_concurrency)
+        #: Writes in flight: at most ETL_WRITE_CONCURRENCY, fewer while Cosmos DB throttles.
+        self.in_flight = AdaptiveConcurrency(cfg.write_concurrency, throttle)
         self.charge = RequestCharge()
         #: Item key -> index of the record whose write landed last under that key, in this blob.
         self._landed: dict[int, int] = {}
@@ -214,20 +218,23 @@ class EtlRun:
     async def _upsert(self, record: RawRecord, item: dict[str, Any], key: int) -> None:
         from azure.cosmos.exceptions import CosmosHttpResponseError
 
-        async with self._semaphore:
-            try:
-                await retry_async(
-                    lambda: self.container.upsert_item(item, response_hook=self.charge),
-                    self.policy,
-                    on_retry=lambda n, delay, exc: self.log.warning(
-                        "etl.write_retry", attempt=n, delayS=round(delay, 3), error=describe_error(exc)),
-                )
-            except CosmosHttpResponseError as exc:
-                if exc.status_code in RECORD_REJECTED_STATUS:
-                    self.summary.add_error(record.index, item["id"], f"rejected by Cosmos DB ({exc.status_code})",
-                                           record.line)
-                    return
-                raise
+        async def attempt() -> None:
+            async with self.in_flight:  # held for the attempt, not for a retry's wait
+                await self.container.upsert_item(item, response_hook=self.charge)
+
+        try:
+            await retry_async(
+                attempt,
+                self.policy,
+                on_retry=lambda n, delay, exc: self.log.warning(
+                    "etl.write_retry", attempt=n, delayS=round(delay, 3), error=describe_error(exc)),
+            )
+        except CosmosHttpResponseError as exc:
+            if exc.status_code in RECORD_REJECTED_STATUS:
+                self.summary.add_error(record.index, item["id"], f"rejected by Cosmos DB ({exc.status_code})",
+                                       record.line)
+                return
+            raise
         earlier = self._landed.get(key)
         self._landed[key] = record.index
         if earlier is None:
@@ -264,14 +271,18 @@ async def run_etl(
     cfg: EtlSettings,
     log: InvocationLog,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    throttle: ThrottleSignal | None = None,
 ) -> EtlSummary:
     """Parse, validate, transform and upsert every record of ``data``; return the summary.
+
+    ``throttle`` is the Cosmos client's count of 429s: writes in flight follow it
+    (:class:`common.throttle.AdaptiveConcurrency`).
 
     A blob that cannot be read yields a ``failed`` summary and writes nothing. A
     write that keeps failing transiently raises (the platform retries the blob).
     """
     source = BlobRef.parse(source_blob)
-    run = EtlRun(source, container, cfg, log, now)
+    run = EtlRun(source, container, cfg, log, now, throttle)
     summary = run.summary
     try:
         fmt = detect_format(source.name, data)
@@ -307,6 +318,7 @@ async def run_etl(
         await asyncio.sleep(0)  # let other invocations run between batches
 
     summary.request_charge = run.charge.total
+    summary.writes_in_flight_lowest = run.in_flight.lowest
     if summary.invalid == 0:
         summary.status = "succeeded"
     elif summary.written == 0:
@@ -353,10 +365,12 @@ async def process_blob(
     log: InvocationLog,
     container: ContainerProxy | None = None,
     blob_service: BlobServiceClient | None = None,
+    throttle: ThrottleSignal | None = None,
 ) -> EtlSummary:
     """The whole pattern for one blob: ETL into Cosmos DB, then the summary blob, then one log line.
 
-    Clients default to ``common.clients``' shared ones.
+    Clients default to ``common.clients``' shared ones (and ``throttle`` to the shared
+    container's 429 count).
 
     Errors (:mod:`common.errors`): a blob or record that can never be read is not raised but
     named in the summary (``failed`` or ``partial``), and the invocation completes. Raises
@@ -367,10 +381,13 @@ async def process_blob(
     from common import clients
 
     started = time.perf_counter()
-    container = container if container is not None else clients.cosmos_container()
+    if container is None:
+        container = clients.cosmos_container()
+        throttle = throttle or clients.cosmos_throttle_signal()
     blob_service = blob_service if blob_service is not None else clients.blob_service_client("EtlStorage")
     try:
-        summary = await run_etl(data, source_blob=source_blob, container=container, cfg=cfg, log=log)
+        summary = await run_etl(data, source_blob=source_blob, container=container, cfg=cfg, log=log,
+                                throttle=throttle)
     except Exception as exc:
         log.error("etl.failed", outcome="retry", bytes=len(data), error=describe_error(exc),
                   durationMs=elapsed_ms(started))
@@ -385,6 +402,7 @@ async def process_blob(
     level("etl.completed", status=summary.status, bytes=len(data), totalRecords=summary.total_records,
           written=summary.written, invalid=summary.invalid, superseded=summary.superseded, error=summary.error,
           summaryBlob=summary_path,
-          requestCharge=round(summary.request_charge, 2), durationMs=round(elapsed * 1000, 3),
+          requestCharge=round(summary.request_charge, 2), writesInFlightLowest=summary.writes_in_flight_lowest,
+          durationMs=round(elapsed * 1000, 3),
           recordsPerSecond=round(summary.written / elapsed, 1) if elapsed > 0 else None)
     return summary

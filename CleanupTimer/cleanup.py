@@ -54,6 +54,7 @@ from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.errors import TransientFailure
 from common.logs import InvocationLog, describe_error
 from common.retry import cosmos_delete_policy, retry_async
+from common.throttle import AdaptiveConcurrency, ThrottleSignal
 from common.settings import CleanupSettings
 from common.timing import elapsed_ms, utc_timestamp
 
@@ -188,7 +189,7 @@ class _OutOfTime(Exception):
 
 class _Cleanup:
     def __init__(self, container: ContainerProxy, cfg: CleanupSettings, log: InvocationLog, report: CleanupReport,
-                 deadline: float, clock: Callable[[], float]) -> None:
+                 deadline: float, clock: Callable[[], float], throttle: ThrottleSignal | None = None) -> None:
         self.container = container
         self.cfg = cfg
         self.log = log
@@ -196,7 +197,8 @@ class _Cleanup:
         self.deadline = deadline
         self.clock = clock
         self.cutoff = _cutoff_instant(report.cutoff)
-        self.semaphore = asyncio.Semaphore(cfg.delete_concurrency)
+        #: Deletes in flight: at most CLEANUP_DELETE_CONCURRENCY, fewer while Cosmos DB throttles.
+        self.in_flight = AdaptiveConcurrency(cfg.delete_concurrency, throttle, clock=clock)
         self.charge = RequestCharge()
         self.pass_not_yet_due = 0
         self.pass_skipped: Counter[str] = Counter()
@@ -229,21 +231,22 @@ class _Cleanup:
         from azure.cosmos.exceptions import CosmosResourceNotFoundError
 
         policy = cosmos_delete_policy(budget)
-        async with self.semaphore:
-            try:
-                await retry_async(
-                    lambda: self.container.delete_item(row["id"], partition_key=partition_value(row, key),
-                                                       response_hook=self.charge),
-                    policy, clock=self.clock,
-                )
-            except CosmosResourceNotFoundError:
-                self.report.already_gone += 1
-            except Exception as exc:  # noqa: BLE001 - counted and logged; the run goes on
-                self.report.failed += 1
-                if len(self.report.errors) < MAX_ERRORS_LOGGED:
-                    self.report.errors.append(describe_error(exc))
-            else:
-                self.report.deleted += 1
+
+        async def attempt() -> None:
+            async with self.in_flight:  # held for the attempt, not for a retry's wait
+                await self.container.delete_item(row["id"], partition_key=partition_value(row, key),
+                                                 response_hook=self.charge)
+
+        try:
+            await retry_async(attempt, policy, clock=self.clock)
+        except CosmosResourceNotFoundError:
+            self.report.already_gone += 1
+        except Exception as exc:  # noqa: BLE001 - counted and logged; the run goes on
+            self.report.failed += 1
+            if len(self.report.errors) < MAX_ERRORS_LOGGED:
+                self.report.errors.append(describe_error(exc))
+        else:
+            self.report.deleted += 1
 
     async def one_pass(self, query: str, key: PartitionKeyPath) -> bool:
         """Run the query once, deleting page by page. False when the run must stop.
@@ -341,8 +344,12 @@ async def delete_expired_records(
     now: datetime | None = None,
     clock: Callable[[], float] = time.monotonic,
     function_timeout: float | None = None,
+    throttle: ThrottleSignal | None = None,
 ) -> CleanupReport:
     """Delete (or, in dry-run mode, count) every item whose timestamp is an instant before the cutoff.
+
+    ``throttle`` is the Cosmos client's count of 429s: deletes in flight follow it
+    (:class:`common.throttle.AdaptiveConcurrency`).
 
     Returns within its :func:`time_budget` of ``clock`` (plus the moment cancelling takes),
     with no task left running. Raises :class:`CleanupFailed` (a ``TransientFailure``) when the
@@ -354,7 +361,7 @@ async def delete_expired_records(
     """
     report = CleanupReport(cutoff=expiry_cutoff(now or datetime.now(UTC), cfg.retention_days), dry_run=cfg.dry_run)
     budget = time_budget(cfg.time_budget_seconds, function_timeout)
-    job = _Cleanup(container, cfg, log, report, clock() + budget, clock)
+    job = _Cleanup(container, cfg, log, report, clock() + budget, clock, throttle)
     try:
         async with job.within_budget():
             key = await partition_key_of(container)
@@ -405,9 +412,12 @@ async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: Co
     from common import clients
 
     started = time.perf_counter()
-    container = container if container is not None else clients.cosmos_container()
+    throttle = None
+    if container is None:
+        container, throttle = clients.cosmos_container(), clients.cosmos_throttle_signal()
     try:
-        report = await delete_expired_records(container, cfg, log, function_timeout=function_timeout)
+        report = await delete_expired_records(container, cfg, log, function_timeout=function_timeout,
+                                              throttle=throttle)
     except Exception as exc:
         fields = exc.report.summary() if isinstance(exc, CleanupFailed) else {}
         log.error("cleanup.failed", **fields, error=describe_error(exc),

@@ -82,7 +82,10 @@ def test_beyond_the_budget_the_answer_is_429_with_retry_after(budgeted: Emulator
     assert 1 <= int(first["x-ms-retry-after-ms"]) <= 25  # 5 RU at 200 RU/s: at most 25 ms away
 
 
-async def test_the_etl_loses_nothing_when_cosmos_throttles(budgeted: Emulators, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_the_etl_loses_nothing_when_cosmos_throttles(budgeted: Emulators, monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import logging
+
     import BlobEtl
     from common import clients
     from tests.integration.test_emulators_integration import BlobStream, record
@@ -92,12 +95,19 @@ async def test_the_etl_loses_nothing_when_cosmos_throttles(budgeted: Emulators, 
     before = budgeted.cosmos_stats()
     data = json.dumps([record(i) for i in range(300)]).encode()
     try:
-        await BlobEtl.main(BlobStream("incoming/throttled.json", data), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
+        with caplog.at_level(logging.INFO):
+            await BlobEtl.main(BlobStream("incoming/throttled.json", data), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
         service = clients.blob_service_client("EtlStorage")
         summary = json.loads(await (await service.get_blob_client("summaries", "throttled.json.summary.json")
                                     .download_blob()).readall())
+        seen_by_client = clients.cosmos_throttle_signal().count
     finally:
         await clients.close_all()
+    # The client's transport saw the 429s (the SDK's own retries included), and the writes in
+    # flight came down from ETL_WRITE_CONCURRENCY (32) while they lasted.
+    [completed] = [json.loads(r.getMessage()) for r in caplog.records if '"etl.completed"' in r.getMessage()]
+    assert seen_by_client > 0
+    assert completed["writesInFlightLowest"] < 32
     after = budgeted.cosmos_stats()
     assert after["throttled"] > before["throttled"], "the budget never throttled: the test proves nothing"
     assert (summary["status"], summary["written"], summary["invalid"]) == ("succeeded", 300, 0)

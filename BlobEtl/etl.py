@@ -319,14 +319,23 @@ async def run_etl(
 
     summary.request_charge = run.charge.total
     summary.writes_in_flight_lowest = run.in_flight.lowest
-    if summary.invalid == 0:
-        summary.status = "succeeded"
-    elif summary.written == 0:
-        summary.status = "failed"
-    else:
-        summary.status = "partial"
+    summary.status, summary.error = summary_status(summary, cfg.max_invalid_percent)
     summary.finished_at = utc_timestamp(now())
     return summary
+
+
+def summary_status(summary: EtlSummary, max_invalid_percent: float) -> tuple[Status, str | None]:
+    """``succeeded`` with no invalid record; ``failed`` with no valid one, or with a share of invalid
+    records above ``max_invalid_percent`` (``ETL_MAX_INVALID_PERCENT``), saying why; else ``partial``."""
+    if summary.invalid == 0:
+        return "succeeded", summary.error
+    if summary.written == 0:
+        return "failed", summary.error
+    share = 100.0 * summary.invalid / summary.total_records
+    if share > max_invalid_percent:
+        return "failed", (f"{summary.invalid} of {summary.total_records} records ({share:.2f}%) are invalid, above "
+                          f"the {max_invalid_percent:g}% ETL_MAX_INVALID_PERCENT tolerates; the valid ones were written")
+    return "partial", summary.error
 
 
 _ITEM_SHAPE = {"id": "", "processedData": "", "timestamp": "", "sourceBlob": "", "metadata": {"source": "", "type": ""}}

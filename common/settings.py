@@ -249,17 +249,25 @@ class EtlSettings:
     batch_size: int
     #: Time budget for one write with its retries.
     write_budget_seconds: float
+    #: Share of invalid records (percent) above which a blob's status is ``failed`` even though its
+    #: valid records landed; 100 tolerates any share (then only a blob with no valid record fails).
+    max_invalid_percent: float = 100.0
 
 
 @_group("ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE",
-        "ETL_WRITE_BUDGET_SECONDS")
+        "ETL_WRITE_BUDGET_SECONDS", "ETL_MAX_INVALID_PERCENT")
 def etl_settings(read: SettingsReader) -> EtlSettings:
+    max_invalid = read.number("ETL_MAX_INVALID_PERCENT", 100.0, minimum=0.0)
+    if max_invalid > 100:
+        raise ConfigurationError("ETL_MAX_INVALID_PERCENT", f"must be a percentage from 0 to 100 (for example 5); "
+                                 f"got {max_invalid:g}.")
     return EtlSettings(
         input_container=read.entity_name("ETL_INPUT_CONTAINER", "incoming", "incoming"),
         summary_container=read.entity_name("ETL_SUMMARY_CONTAINER", "summaries", "summaries"),
         write_concurrency=read.integer("ETL_WRITE_CONCURRENCY", 32, minimum=1, maximum=512),
         batch_size=read.integer("ETL_BATCH_SIZE", 500, minimum=1, maximum=100_000),
         write_budget_seconds=read.number("ETL_WRITE_BUDGET_SECONDS", 60.0, minimum=1.0),
+        max_invalid_percent=max_invalid,
     )
 
 

@@ -498,3 +498,33 @@ def test_an_unterminated_string_is_not_json_even_when_brackets_follow_it() -> No
     with pytest.raises(JsonInputError) as info:
         loads(b'"' + b"[" * 70)
     assert info.value.reason == "not_json"
+
+
+@pytest.mark.parametrize(("tolerance", "status"), [(100.0, "partial"), (20.0, "partial"), (19.9, "failed"),
+                                                   (0.0, "failed")])
+async def test_a_share_of_invalid_records_above_the_tolerance_fails_the_blob_but_writes_the_valid_ones(
+        tolerance: float, status: str) -> None:
+    from dataclasses import replace
+
+    records: list[Any] = [record(i) for i in range(10)]
+    records[3] = {"id": "no-data", "source": "s", "type": "t"}
+    records[7] = ["not", "an", "object"]
+    summary, container = await etl(as_json(records), cfg=replace(CFG, max_invalid_percent=tolerance))
+    assert (summary.status, summary.written, summary.invalid) == (status, 8, 2)
+    assert len(container.items) == 8  # the valid records land whatever the verdict
+    document = summary.to_document()
+    if status == "failed":
+        assert document["error"] == ("2 of 10 records (20.00%) are invalid, above the "
+                                     f"{tolerance:g}% ETL_MAX_INVALID_PERCENT tolerates; the valid ones were written")
+    else:
+        assert "error" not in document
+
+
+def test_the_tolerance_is_a_percentage() -> None:
+    from common import settings
+
+    assert settings.etl_settings({"ETL_MAX_INVALID_PERCENT": "5"}).max_invalid_percent == 5.0
+    assert settings.etl_settings({}).max_invalid_percent == 100.0
+    for bad in ("101", "-1", "five"):
+        with pytest.raises(settings.ConfigurationError, match="ETL_MAX_INVALID_PERCENT"):
+            settings.etl_settings({"ETL_MAX_INVALID_PERCENT": bad})

@@ -40,6 +40,8 @@ __all__ = [
 
 T = TypeVar("T")
 
+#: The shortest wait after a 429, whatever it asked for (a "retry after 0 ms" must not spin).
+MIN_THROTTLE_WAIT = 0.005
 #: HTTP statuses that a later attempt may get past.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 
@@ -223,7 +225,7 @@ async def retry_async(
             # asked (spread over up to twice that, so writers throttled together do not return
             # together), within the time budget but without using up an attempt.
             throttled += 1
-            delay = asked * (1 + jitter())
+            delay = max(asked, MIN_THROTTLE_WAIT) * (1 + jitter())
         else:
             if attempt - throttled >= policy.max_attempts:
                 raise error

@@ -222,6 +222,7 @@ def invocation_span(context: Any, name: str, *, kind: SpanKindName = "internal",
             if host_traceparent:
                 links.append(host_traceparent)
             parent = upstream
+        links = [value for value in links if value != continues]  # a parent is not also a link
     base = {"faas.invocation_id": getattr(context, "invocation_id", None), "faas.name": name}
     with _tracer.start_as_current_span(
             name, context=parent, kind=_kind(kind), links=_links(links),

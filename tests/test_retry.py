@@ -178,3 +178,11 @@ async def test_a_hung_attempt_is_abandoned_after_the_attempt_timeout_and_retried
     result = await retry_async(hangs_once, RetryPolicy(total_budget=5, attempt_timeout=0.2, base_delay=0.01))
     assert (result, calls) == ("second", 2)
     assert loop.time() - started < 1.0
+
+
+async def test_a_429_asking_for_no_wait_still_waits_a_little() -> None:
+    clock = FakeClock()
+    paced = Scripted(*[http_error(429, {"x-ms-retry-after-ms": "0"}) for _ in range(3)], result="done")
+    assert await retry_async(paced, RetryPolicy(max_attempts=2, total_budget=5.0), sleep=clock.sleep, clock=clock,
+                             jitter=lambda: 0.0) == "done"
+    assert clock.sleeps == [0.005] * 3

@@ -14,20 +14,18 @@ from dataclasses import dataclass
 from common import strict_json
 from common.errors import InvalidInput
 from common.http_api import (
-    UNAUTHORIZED,
     KeyLoader,
     Reply,
     Responder,
     authorize,
     body_error,
     correlation_id_for,
-    keys_match,
     load_configured_api_key,
 )
 from common.logs import InvocationLog
 
-__all__ = ["MAX_BODY_BYTES", "MAX_NAME_LENGTH", "UNAUTHORIZED", "BadRequest", "GreetingRequest", "Reply",
-           "correlation_id_for", "extract_name", "keys_match", "respond", "validate_name"]
+__all__ = ["MAX_BODY_BYTES", "MAX_NAME_LENGTH", "BadRequest", "GreetingRequest", "extract_name", "respond",
+           "validate_name"]
 
 MAX_NAME_LENGTH = 100
 MAX_BODY_BYTES = 64 * 1024

@@ -1,24 +1,31 @@
-"""BlobEtl: a JSON or JSON Lines blob lands in storage; its records go to Cosmos DB, a summary back to storage."""
+"""BlobEtl: a blob lands in storage (an Event Grid BlobCreated event); its records go to Cosmos DB
+and a summary back to storage. Small blobs here, large ones fanned out to BlobEtlWorker."""
 
 from __future__ import annotations
 
 import azure.functions as func
 
 # Every import but the bindings' types happens on the first invocation: the runtime loads
-# all four functions at start-up, and an instance that only ever runs one of them should
+# all the functions at start-up, and an instance that only ever runs one of them should
 # not pay for the others' modules. Later invocations find them in sys.modules.
 
 
-async def main(blob: func.InputStream, context: func.Context) -> None:
-    from common import settings, telemetry
+async def main(event: func.EventGridEvent, context: func.Context) -> None:
+    from common import clients, settings, telemetry
     from common.logs import bind_invocation, masked_failures
 
-    from .etl import process_blob
+    from .blob_events import handle_blob_created, parse_blob_created
 
-    data = blob.read()
-    log = bind_invocation(context, blob=blob.name)
-    attributes = {"faas.trigger": "datasource", "app.blob.name": blob.name, "app.blob.bytes": len(data)}
+    # The Event Grid schema's EventGridEvent, or a CloudEvent if the subscription delivers that schema.
+    event_type = getattr(event, "event_type", None) or getattr(event, "type", None)
+    log = bind_invocation(context, eventId=event.id, subject=event.subject)
+    attributes = {"faas.trigger": "pubsub", "app.event.type": str(event_type), "app.event.subject": str(event.subject)}
     with masked_failures(), telemetry.invocation_span(context, "BlobEtl", attributes=attributes):
-        # A blob that cannot be read completes with a "failed" summary (retrying cannot fix it);
-        # a transient write failure raises, and the platform retries the blob (writes are upserts).
-        await process_blob(data, source_blob=blob.name or "", cfg=settings.etl_settings(), log=log)
+        created = parse_blob_created(event_type, event.subject, event.get_json())
+        if created is None:
+            log.info("etl.event_ignored", eventType=event_type, detail="not a BlobCreated event")
+            return
+        cfg = settings.etl_settings()
+        # A transient failure raises: the webhook answers 500 and Event Grid delivers the event again.
+        await handle_blob_created(created, cfg=cfg, log=log, blob_service=clients.blob_service_client("EtlStorage"),
+                                  queue=lambda: clients.storage_queue(cfg.work_queue))

@@ -20,7 +20,7 @@ import asyncio
 import hashlib
 import json
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -80,6 +80,13 @@ class EtlSummary:
     request_charge: float = 0.0
     #: The fewest writes in flight the run fell back to under throttling (the log, not the document).
     writes_in_flight_lowest: int | None = None
+    #: The blob version (ETag) the summary is of, when known.
+    source_etag: str | None = None
+    #: ``inline`` (one invocation) or ``fan-out`` (segments on the work queue).
+    mode: str = "inline"
+    #: Fan-out only: segment counts and the segments that failed or were abandoned (capped).
+    segments: dict[str, int] | None = None
+    failed_segments: list[dict[str, Any]] = field(default_factory=list)
 
     def add_error(self, index: int, record_id: Any, reason: str, line: int | None = None) -> None:
         self.invalid += 1
@@ -119,6 +126,12 @@ class EtlSummary:
             "startedAt": self.started_at,
             "finishedAt": self.finished_at,
         }
+        if self.source_etag is not None:
+            document["sourceETag"] = self.source_etag
+        document["mode"] = self.mode
+        if self.segments is not None:
+            document["segments"] = self.segments
+            document["failedSegments"] = self.failed_segments
         if self.values_truncated:
             document["valuesTruncated"] = True
         if self.error is not None:
@@ -295,6 +308,18 @@ async def run_etl(
         summary.finished_at = utc_timestamp(now())
         return summary
 
+    key = await item_partition_key(container)
+    await write_records(run, iter_records(data, fmt), key, summary.started_at, cfg.batch_size)
+    summary.request_charge = run.charge.total
+    summary.writes_in_flight_lowest = run.in_flight.lowest
+    summary.status, summary.error = summary_status(summary, cfg.max_invalid_percent)
+    summary.finished_at = utc_timestamp(now())
+    return summary
+
+
+async def item_partition_key(container: ContainerProxy) -> PartitionKeyPath:
+    """The container's partition key; :class:`ConfigurationError` naming ``COSMOS_CONTAINER`` when
+    BlobEtl's items cannot fill it."""
     key = await partition_key_of(container)
     if not _key_resolves(key):
         raise ConfigurationError(
@@ -302,13 +327,25 @@ async def run_etl(
             f"names a container whose partition key {list(key.paths)} is not a path of BlobEtl items "
             "(use /id, /metadata/source, /metadata/type or /sourceBlob)",
         )
-    timestamp = summary.started_at
-    batches = _batched(iter_records(data, fmt), cfg.batch_size)
+    return key
+
+
+async def write_records(run: EtlRun, records: Iterator[RawRecord], key: PartitionKeyPath, timestamp: str,
+                        batch_size: int, *, before_batch: Callable[[], Awaitable[bool]] | None = None) -> bool:
+    """Validate, transform and upsert ``records`` ``batch_size`` at a time into ``run``'s counters.
+
+    ``before_batch`` is awaited before every batch but the first; when it answers False the run
+    stops there (a fanned-out segment whose blob changed) and this returns False.
+    """
+    batches = _batched(records, batch_size)
+    summary = run.summary
     number = -1
     # Splitting and parsing are CPU work: each batch is read off the event loop, so one record
     # full of brackets cannot stall every other invocation of the worker.
     while (batch := await asyncio.to_thread(next, batches, None)) is not None:
         number += 1
+        if number and before_batch is not None and not await before_batch():
+            return False
         written, invalid = summary.written, summary.invalid
         with telemetry.span("etl.batch", attributes={"app.etl.batch.number": number}) as batch_span:
             await run.write_batch(batch, key, timestamp)
@@ -316,12 +353,7 @@ async def run_etl(
                                        "app.etl.batch.written": summary.written - written,
                                        "app.etl.batch.invalid": summary.invalid - invalid})
         await asyncio.sleep(0)  # let other invocations run between batches
-
-    summary.request_charge = run.charge.total
-    summary.writes_in_flight_lowest = run.in_flight.lowest
-    summary.status, summary.error = summary_status(summary, cfg.max_invalid_percent)
-    summary.finished_at = utc_timestamp(now())
-    return summary
+    return True
 
 
 def summary_status(summary: EtlSummary, max_invalid_percent: float) -> tuple[Status, str | None]:
@@ -349,17 +381,42 @@ def _key_resolves(key: PartitionKeyPath) -> bool:
     return True
 
 
+async def is_current(blob_service: BlobServiceClient, source: BlobRef, etag: str) -> bool:
+    """Whether ``source`` is still the version ``etag`` (False once it changed or was deleted)."""
+    from azure.core.exceptions import ResourceNotFoundError
+
+    try:
+        properties = await blob_service.get_blob_client(source.container, source.name).get_blob_properties()
+    except ResourceNotFoundError:
+        return False
+    return same_etag(properties.etag, etag)
+
+
+def same_etag(left: str | None, right: str | None) -> bool:
+    """ETags compared without their quotes (Event Grid sends ``0x8D...``, the SDK ``"0x8D..."``)."""
+    return left is not None and right is not None and left.strip('"') == right.strip('"')
+
+
 async def write_summary(blob_service: BlobServiceClient, summary_container: str, source: BlobRef,
-                        summary: EtlSummary, policy: RetryPolicy) -> str:
-    """Upload (overwrite) the summary blob; return its path."""
+                        summary: EtlSummary, policy: RetryPolicy) -> str | None:
+    """Upload (overwrite) the summary blob; return its path.
+
+    A summary of a known blob version is written only while the source blob is still that
+    version (None otherwise): a run of an older version that finishes late never replaces
+    the newer version's summary. The summary blob's metadata ``sourceetag`` names the version.
+    """
     from azure.storage.blob import ContentSettings
 
+    if summary.source_etag is not None and not await retry_async(
+            lambda: is_current(blob_service, source, summary.source_etag or ""), policy):
+        return None
     name = summary_blob_name(source)
     # ASCII-escaped: an invalid record's id may hold escapes (a lone surrogate) UTF-8 cannot encode.
     body = json.dumps(summary.to_document(), indent=2).encode("utf-8")
     client = blob_service.get_blob_client(summary_container, name)
+    metadata = {"sourceetag": summary.source_etag.strip('"')} if summary.source_etag else None
     await retry_async(
-        lambda: client.upload_blob(body, overwrite=True,
+        lambda: client.upload_blob(body, overwrite=True, metadata=metadata,
                                    content_settings=ContentSettings(content_type="application/json")),
         policy,
     )
@@ -375,8 +432,12 @@ async def process_blob(
     container: ContainerProxy | None = None,
     blob_service: BlobServiceClient | None = None,
     throttle: ThrottleSignal | None = None,
+    source_etag: str | None = None,
 ) -> EtlSummary:
     """The whole pattern for one blob: ETL into Cosmos DB, then the summary blob, then one log line.
+
+    ``source_etag`` is the version ``data`` was read at: the summary says so, and is not
+    written if the blob has changed since (the new version's run writes its own).
 
     Clients default to ``common.clients``' shared ones (and ``throttle`` to the shared
     container's 429 count).
@@ -397,21 +458,27 @@ async def process_blob(
     try:
         summary = await run_etl(data, source_blob=source_blob, container=container, cfg=cfg, log=log,
                                 throttle=throttle)
+        summary.source_etag = source_etag
     except Exception as exc:
         log.error("etl.failed", outcome="retry", bytes=len(data), error=describe_error(exc),
                   durationMs=elapsed_ms(started))
         raise
     summary_path = await write_summary(blob_service, cfg.summary_container, BlobRef.parse(source_blob), summary,
                                        summary_upload_policy(cfg.write_budget_seconds))
-    elapsed = time.perf_counter() - started
+    report_completed(log, summary, summary_path, time.perf_counter() - started, bytes=len(data))
+    return summary
+
+
+def report_completed(log: InvocationLog, summary: EtlSummary, summary_path: str | None, elapsed: float,
+                     **fields: Any) -> None:
+    """The metrics and the one log line of a finished blob (inline, or a fan-out's last segment)."""
     telemetry.count("app.etl.records", summary.written, outcome="written")
     telemetry.count("app.etl.records", summary.invalid, outcome="invalid")
     telemetry.record_duration("app.etl.duration", elapsed, status=summary.status)
     level = log.info if summary.status == "succeeded" else log.warning
-    level("etl.completed", status=summary.status, bytes=len(data), totalRecords=summary.total_records,
+    level("etl.completed", status=summary.status, mode=summary.mode, totalRecords=summary.total_records,
           written=summary.written, invalid=summary.invalid, superseded=summary.superseded, error=summary.error,
-          summaryBlob=summary_path,
+          summaryBlob=summary_path, summarySkipped=None if summary_path else "the blob has changed since",
           requestCharge=round(summary.request_charge, 2), writesInFlightLowest=summary.writes_in_flight_lowest,
           durationMs=round(elapsed * 1000, 3),
-          recordsPerSecond=round(summary.written / elapsed, 1) if elapsed > 0 else None)
-    return summary
+          recordsPerSecond=round(summary.written / elapsed, 1) if elapsed > 0 else None, **fields)

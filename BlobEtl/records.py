@@ -23,6 +23,7 @@ from typing import Any, Literal
 from common.errors import InvalidInput
 from common.strict_json import (
     MAX_DEPTH,
+    ArrayElement,
     JsonInputError,
     check_syntax,
     has_unpaired_surrogate,
@@ -150,40 +151,42 @@ def check_blob(data: bytes, fmt: BlobFormat) -> None:
     offset = len(data) - len(view) + position
     try:
         for element in iter_array_elements(data, offset):
-            if element.depth > MAX_NESTING:
-                check_syntax(data, element.start, element.end)  # refused later, but must be JSON
-                continue
-            try:
-                loads_array_element(data, element, exact_numbers=True)
-            except JsonInputError as exc:
-                if exc.reason == "not_json":
-                    raise
-                check_syntax(data, element.start, element.end)  # a refused number must not hide a syntax error
+            check_array_element(data, element)
     except JsonInputError as exc:
         raise BlobFormatError(f"blob {exc.detail}", exc.position) from None
 
 
-def iter_records(data: bytes, fmt: BlobFormat) -> Iterator[RawRecord]:
+def check_array_element(data: bytes, element: ArrayElement) -> None:
+    """Raise :class:`JsonInputError` (``not_json``) unless the element is JSON. A well-formed element
+    that breaks a limit (too deep, a number too long) passes: it is refused by name later."""
+    if element.depth > MAX_NESTING:
+        check_syntax(data, element.start, element.end)  # refused later, but must be JSON
+        return
+    try:
+        loads_array_element(data, element, exact_numbers=True)
+    except JsonInputError as exc:
+        if exc.reason == "not_json":
+            raise
+        check_syntax(data, element.start, element.end)  # a refused number must not hide a syntax error
+
+
+def iter_records(data: bytes, fmt: BlobFormat, *, first_index: int = 0, first_line: int = 1) -> Iterator[RawRecord]:
     """Records one by one, in blob order, each read by the strict reader. Call :func:`check_blob` first.
 
     A record that nests deeper than :data:`MAX_NESTING` is refused before it is built.
     Numbers stay exact: a double's overflow (``1e400``) is kept as a Decimal, not refused,
     since the record's other fields may still be valid.
+
+    ``first_index`` and ``first_line`` number the records of a JSON Lines segment (a range of
+    whole lines of a larger blob) as in the whole blob; see :func:`iter_array_segment` for arrays.
     """
     if fmt == "json":
         body = _body(data)
         offset = len(data) - len(body) + _first_significant(body)[1]
-        for element in iter_array_elements(data, offset):
-            if element.depth > MAX_NESTING:
-                yield RawRecord(element.index, error=f"record nests deeper than {MAX_NESTING} levels")
-                continue
-            try:
-                yield RawRecord(element.index, loads_array_element(data, element, exact_numbers=True))
-            except JsonInputError as exc:
-                yield RawRecord(element.index, error=f"record {exc.detail}")
+        yield from _iter_array(data, offset, first_index)
         return
-    index = 0
-    for line_number, line in enumerate(_reader(data), start=1):
+    index = first_index
+    for line_number, line in enumerate(_reader(data), start=first_line):
         if not line.strip(b" \t\r\n"):  # JSON's white space only: a form feed alone is a bad line, named
             continue
         try:
@@ -193,6 +196,24 @@ def iter_records(data: bytes, fmt: BlobFormat) -> Iterator[RawRecord]:
         else:
             yield RawRecord(index, value, line=line_number)
         index += 1
+
+
+def iter_array_segment(elements: bytes, first_index: int) -> Iterator[RawRecord]:
+    """Records of a JSON array segment: ``elements`` is the bytes from one element's first byte to a
+    later element's last (elements and the commas between them), the first being ``first_index``."""
+    yield from _iter_array(b"[" + elements + b"]", 0, first_index)
+
+
+def _iter_array(data: bytes, offset: int, first_index: int) -> Iterator[RawRecord]:
+    for element in iter_array_elements(data, offset):
+        index = first_index + element.index
+        if element.depth > MAX_NESTING:
+            yield RawRecord(index, error=f"record nests deeper than {MAX_NESTING} levels")
+            continue
+        try:
+            yield RawRecord(index, loads_array_element(data, element, exact_numbers=True))
+        except JsonInputError as exc:
+            yield RawRecord(index, error=f"record {exc.detail}")
 
 
 def validate_record(value: Any) -> dict[str, Any]:

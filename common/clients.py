@@ -7,6 +7,7 @@ Every function gets its clients here, never by constructing them::
     container = clients.cosmos_container()          # CosmosConnection, COSMOS_DATABASE/CONTAINER
     sender = clients.queue_sender("orders-out")      # ServiceBusConnection
     blobs = clients.blob_service_client("EtlStorage")
+    work = clients.storage_queue("etl-work")         # EtlStorage's Queue service
     vault = clients.secret_client()                  # KEY_VAULT_URL
     topic = clients.event_grid_publisher()           # EVENT_GRID_TOPIC_ENDPOINT
 
@@ -16,7 +17,7 @@ imports happen inside the builders, so importing a function module costs no
 SDK import. Each connection is named like a Functions binding connection and
 read by :mod:`common.settings`: ``<Name>`` holds a connection string
 (emulators), or ``<Name>__fullyQualifiedNamespace`` / ``__accountEndpoint`` /
-``__blobServiceUri`` / ``__accountName`` select the identity-based form.
+``__blobServiceUri`` / ``__queueServiceUri`` / ``__accountName`` select the identity-based form.
 TLS verification is relaxed only for loopback hosts (local emulators with
 self-signed certificates).
 """
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from azure.keyvault.secrets.aio import SecretClient
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
     from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.queue.aio import QueueClient
 
 __all__ = [
     "blob_service_client",
@@ -49,6 +51,7 @@ __all__ = [
     "queue_sender",
     "secret_client",
     "service_bus_client",
+    "storage_queue",
 ]
 
 #: Timeouts (seconds) for establishing a connection and for reading a response.
@@ -206,6 +209,30 @@ def _build_blob_service_client(connection: str) -> BlobServiceClient:
         return BlobServiceClient.from_connection_string(conn.connection_string, **kwargs)
     assert conn.endpoint is not None
     return BlobServiceClient(conn.endpoint, credential=get_credential(), **kwargs)
+
+
+def storage_queue(queue_name: str, connection: str = "EtlStorage") -> QueueClient:
+    """A client of the Storage queue ``queue_name``, shared by every invocation.
+
+    Messages are base64 text, the encoding the Functions queue trigger expects by default
+    (host.json ``extensions.queues.messageEncoding``).
+    """
+    return loop_cache.get_or_build(("storage-queue", connection, queue_name),
+                                   lambda: _build_storage_queue(connection, queue_name))
+
+
+def _build_storage_queue(connection: str, queue_name: str) -> QueueClient:
+    from azure.storage.queue import BinaryBase64DecodePolicy, BinaryBase64EncodePolicy
+    from azure.storage.queue.aio import QueueClient
+
+    conn = settings.storage_queue_connection(connection)
+    kwargs: dict[str, Any] = {"connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT,
+                              "transport": http_transport(), "message_encode_policy": BinaryBase64EncodePolicy(),
+                              "message_decode_policy": BinaryBase64DecodePolicy()}
+    if conn.connection_string is not None:
+        return QueueClient.from_connection_string(conn.connection_string, queue_name, **kwargs)
+    assert conn.endpoint is not None
+    return QueueClient(conn.endpoint, queue_name, credential=get_credential(), **kwargs)
 
 
 # --------------------------------------------------------------- Event Grid

@@ -7,6 +7,7 @@ suffix as the Functions extensions read it::
     ServiceBusConnection__fullyQualifiedNamespace = my-ns.servicebus.windows.net
     CosmosConnection__accountEndpoint             = https://my-account.documents.azure.com:443/
     EtlStorage__blobServiceUri                    = https://myaccount.blob.core.windows.net
+    EtlStorage__queueServiceUri                   = https://myaccount.queue.core.windows.net
     EtlStorage__accountName                       = myaccount
 
 The key parts of a connection string are registered for masking the moment they are
@@ -24,21 +25,26 @@ from common.errors import ConfigurationError
 from common.setting_parsers import SettingsReader, https_url
 
 __all__ = ["CONNECTION_SUFFIXES", "DEFAULT_CONNECTIONS", "Connection", "ConnectionKind", "connection_string_parts",
-           "read_cosmos_connection", "read_service_bus_connection", "read_storage_connection"]
+           "read_cosmos_connection", "read_service_bus_connection", "read_storage_connection",
+           "read_storage_queue_connection"]
 
-ConnectionKind = Literal["servicebus", "cosmos", "storage"]
+#: ``storage`` is a storage account's Blob service, ``storagequeue`` its Queue service (one
+#: connection name can serve both, as ``EtlStorage`` does, with one setting per service URI).
+ConnectionKind = Literal["servicebus", "cosmos", "storage", "storagequeue"]
 
 #: The setting names of one connection: ``<Name>`` plus these suffixes (the identity-based forms).
 CONNECTION_SUFFIXES: dict[ConnectionKind, tuple[str, ...]] = {
     "servicebus": ("", "__fullyQualifiedNamespace"),
     "cosmos": ("", "__accountEndpoint"),
     "storage": ("", "__blobServiceUri", "__accountName"),
+    "storagequeue": ("", "__queueServiceUri", "__accountName"),
 }
 #: The connection each kind uses unless a caller names another.
 DEFAULT_CONNECTIONS: dict[ConnectionKind, str] = {
     "servicebus": "ServiceBusConnection",
     "cosmos": "CosmosConnection",
     "storage": "EtlStorage",
+    "storagequeue": "EtlStorage",
 }
 
 
@@ -115,25 +121,39 @@ def read_cosmos_connection(read: SettingsReader, name: str) -> Connection:
 
 
 def read_storage_connection(read: SettingsReader, name: str) -> Connection:
+    """The Blob service of the storage connection ``name``."""
+    return _read_storage_service(read, name, "storage", "blob")
+
+
+def read_storage_queue_connection(read: SettingsReader, name: str) -> Connection:
+    """The Queue service of the storage connection ``name`` (``<name>__queueServiceUri`` in the
+    identity form, as the Functions queue extension reads it)."""
+    return _read_storage_service(read, name, "storagequeue", "queue")
+
+
+def _read_storage_service(read: SettingsReader, name: str, kind: ConnectionKind, service: str) -> Connection:
     conn = read.raw(name)
     if conn is not None:
         parts = connection_string_parts(conn)
-        if not (parts.get("usedevelopmentstorage") == "true" or "accountname" in parts or "blobendpoint" in parts):
+        if not (parts.get("usedevelopmentstorage") == "true" or "accountname" in parts
+                or f"{service}endpoint" in parts):
             raise ConfigurationError(
                 name,
                 "must be a storage connection string ('DefaultEndpointsProtocol=https;AccountName=...;...' "
                 "or 'UseDevelopmentStorage=true').",
             )
-        return Connection(name, "storage", connection_string=conn)
-    uri = read.url(f"{name}__blobServiceUri", "https://myaccount.blob.core.windows.net")
+        return Connection(name, kind, connection_string=conn)
+    example = f"https://myaccount.{service}.core.windows.net"
+    uri_setting = f"{name}__{service}ServiceUri"
+    uri = read.url(uri_setting, example)
     if uri is not None:
-        return Connection(name, "storage", endpoint=uri)
+        return Connection(name, kind, endpoint=uri)
     account = read.raw(f"{name}__accountName")
     if account is not None:
         if not re.fullmatch(r"[a-z0-9]{3,24}", account):
             raise ConfigurationError(f"{name}__accountName", "must be a storage account name (3-24 lowercase letters and digits).")
-        return Connection(name, "storage", endpoint=f"https://{account}.blob.core.windows.net/")
+        return Connection(name, kind, endpoint=f"https://{account}.{service}.core.windows.net/")
     raise ConfigurationError(
-        f"{name}__blobServiceUri",
-        f"is not set (nor '{name}__accountName' or '{name}'); set it to a URI such as 'https://myaccount.blob.core.windows.net'.",
+        uri_setting,
+        f"is not set (nor '{name}__accountName' or '{name}'); set it to a URI such as '{example}'.",
     )

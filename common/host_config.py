@@ -16,7 +16,8 @@ from pathlib import Path
 
 from common.errors import ConfigurationError
 
-__all__ = ["APP_ROOT", "function_timeout_seconds", "read_function_timeout"]
+__all__ = ["APP_ROOT", "DEFAULT_MAX_DEQUEUE_COUNT", "function_timeout_seconds", "queue_max_dequeue_count",
+           "read_function_timeout", "read_queue_max_dequeue_count"]
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,3 +42,26 @@ def read_function_timeout(host_json: Path) -> float | None:
         raise ConfigurationError("functionTimeout", f"must look like '00:10:00'; got {value!r}.", source="host.json setting")
     days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
     return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+
+
+#: The queue extension's default ``maxDequeueCount``.
+DEFAULT_MAX_DEQUEUE_COUNT = 5
+
+
+@functools.lru_cache(maxsize=1)
+def queue_max_dequeue_count() -> int:
+    """host.json ``extensions.queues.maxDequeueCount`` (read once): the delivery after which a failed
+    queue message goes to the poison queue."""
+    return read_queue_max_dequeue_count(APP_ROOT / "host.json")
+
+
+def read_queue_max_dequeue_count(host_json: Path) -> int:
+    try:
+        data = json.loads(host_json.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return DEFAULT_MAX_DEQUEUE_COUNT
+    value = ((data.get("extensions") or {}).get("queues") or {}).get("maxDequeueCount", DEFAULT_MAX_DEQUEUE_COUNT)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigurationError("extensions.queues.maxDequeueCount", f"must be a whole number of at least 1; got {value!r}.",
+                                 source="host.json setting")
+    return value

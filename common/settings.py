@@ -39,10 +39,11 @@ from common.connections import (
     read_cosmos_connection,
     read_service_bus_connection,
     read_storage_connection,
+    read_storage_queue_connection,
 )
 # Defined with the rest of the error model (common.errors); re-exported where settings are read.
 from common.errors import ConfigurationError
-from common.host_config import function_timeout_seconds, read_function_timeout
+from common.host_config import function_timeout_seconds, queue_max_dequeue_count, read_function_timeout
 from common.setting_parsers import SettingsReader, is_loopback_host
 
 __all__ = [
@@ -78,6 +79,7 @@ __all__ = [
     "service_bus_connection",
     "setting_names",
     "storage_connection",
+    "storage_queue_connection",
     "telemetry_settings",
 ]
 
@@ -137,6 +139,7 @@ def reset_cache() -> None:
     for clear in _caches:
         clear()
     function_timeout_seconds.cache_clear()
+    queue_max_dequeue_count.cache_clear()
 
 
 # --------------------------------------------------------------------- groups
@@ -252,10 +255,24 @@ class EtlSettings:
     #: Share of invalid records (percent) above which a blob's status is ``failed`` even though its
     #: valid records landed; 100 tolerates any share (then only a blob with no valid record fails).
     max_invalid_percent: float = 100.0
+    #: Blobs up to this size are processed in the invocation that saw them; larger ones fan out.
+    inline_max_bytes: int = 1024 * 1024
+    #: A segment of a fanned-out blob holds at most this many records ...
+    segment_records: int = 5000
+    #: ... and at most this many bytes (a single longer record makes a segment of its own).
+    segment_bytes: int = 4 * 1024 * 1024
+    #: The Storage queue of split and segment work (BlobEtlWorker's trigger); its poison queue is
+    #: ``<name>-poison``.
+    work_queue: str = "etl-work"
+
+
+#: A segment message names byte ranges; one segment is read whole by its worker, so its size is capped.
+MAX_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
 @_group("ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER", "ETL_WRITE_CONCURRENCY", "ETL_BATCH_SIZE",
-        "ETL_WRITE_BUDGET_SECONDS", "ETL_MAX_INVALID_PERCENT")
+        "ETL_WRITE_BUDGET_SECONDS", "ETL_MAX_INVALID_PERCENT", "ETL_INLINE_MAX_BYTES", "ETL_SEGMENT_RECORDS",
+        "ETL_SEGMENT_BYTES", "ETL_WORK_QUEUE")
 def etl_settings(read: SettingsReader) -> EtlSettings:
     max_invalid = read.number("ETL_MAX_INVALID_PERCENT", 100.0, minimum=0.0)
     if max_invalid > 100:
@@ -268,7 +285,22 @@ def etl_settings(read: SettingsReader) -> EtlSettings:
         batch_size=read.integer("ETL_BATCH_SIZE", 500, minimum=1, maximum=100_000),
         write_budget_seconds=read.number("ETL_WRITE_BUDGET_SECONDS", 60.0, minimum=1.0),
         max_invalid_percent=max_invalid,
+        inline_max_bytes=read.integer("ETL_INLINE_MAX_BYTES", 1024 * 1024, minimum=0),
+        segment_records=read.integer("ETL_SEGMENT_RECORDS", 5000, minimum=1, maximum=1_000_000),
+        segment_bytes=read.integer("ETL_SEGMENT_BYTES", 4 * 1024 * 1024, minimum=1024, maximum=MAX_SEGMENT_BYTES),
+        work_queue=_queue_name(read, "ETL_WORK_QUEUE", "etl-work"),
     )
+
+
+def _queue_name(read: SettingsReader, name: str, default: str) -> str:
+    """A Storage queue name: 3-63 lowercase letters, digits and single hyphens, starting and ending
+    with a letter or digit; ``-poison`` (7 characters) must still fit after it."""
+    value = (read.raw(name) or default).strip()
+    if not re.fullmatch(r"[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,55}", value):
+        raise ConfigurationError(name, "must be a Storage queue name of 3-56 lowercase letters, digits and single "
+                                       f"hyphens, starting and ending with a letter or digit (for example '{default}'); "
+                                       "the host adds '-poison' for its poison queue.")
+    return value
 
 
 #: Event Grid's limit on one event (and on one publish request): 1 MB, which cannot be raised.
@@ -394,6 +426,7 @@ _CONNECTION_READERS: dict[ConnectionKind, Callable[[SettingsReader, str], Connec
     "servicebus": read_service_bus_connection,
     "cosmos": read_cosmos_connection,
     "storage": read_storage_connection,
+    "storagequeue": read_storage_queue_connection,
 }
 
 
@@ -414,5 +447,10 @@ def cosmos_connection(name: str = "CosmosConnection", values: Values | None = No
 
 
 def storage_connection(name: str = "EtlStorage", values: Values | None = None) -> Connection:
-    """The storage connection ``name`` (see :mod:`common.connections`)."""
+    """The Blob service of the storage connection ``name`` (see :mod:`common.connections`)."""
     return _connection("storage", name, values)
+
+
+def storage_queue_connection(name: str = "EtlStorage", values: Values | None = None) -> Connection:
+    """The Queue service of the storage connection ``name`` (see :mod:`common.connections`)."""
+    return _connection("storagequeue", name, values)

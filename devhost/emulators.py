@@ -175,20 +175,28 @@ class Emulators:
 
 
 async def provision(*, azurite: str, cosmos: str, database: str, containers: dict[str, str],
-                    blob_containers: list[str]) -> None:
+                    blob_containers: list[str], queues: list[str] = ()) -> None:  # type: ignore[assignment]
     """Create what the app needs on the emulators (the app itself never creates anything).
 
-    ``containers`` maps Cosmos container names to partition key paths.
+    ``containers`` maps Cosmos container names to partition key paths; ``queues`` are Storage
+    queues, each created with its ``-poison`` queue.
     """
     from azure.core.exceptions import ResourceExistsError
     from azure.cosmos import PartitionKey
     from azure.cosmos.aio import CosmosClient
     from azure.storage.blob.aio import BlobServiceClient
+    from azure.storage.queue.aio import QueueServiceClient
 
     async with BlobServiceClient.from_connection_string(azurite) as blobs:
         for name in blob_containers:
             with contextlib.suppress(ResourceExistsError):
                 await blobs.create_container(name)
+    if queues:
+        async with QueueServiceClient.from_connection_string(azurite) as queue_service:
+            for name in queues:
+                for queue in (name, f"{name}-poison"):
+                    with contextlib.suppress(ResourceExistsError):
+                        await queue_service.create_queue(queue)
     client = CosmosClient.from_connection_string(cosmos, connection_verify=False, enable_endpoint_discovery=False)
     try:
         db = await client.create_database_if_not_exists(database)

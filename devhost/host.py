@@ -7,11 +7,22 @@ Python runtime library for v1 apps (as the contract tests do, see
 - HTTP functions at ``/api/<route or FunctionName>`` with the methods their
   binding allows (function keys are not enforced, as with Core Tools);
 - ``POST /admin/functions/<FunctionName>`` with ``{"input": "..."}`` runs a
-  non-HTTP function on demand (timer: input ignored; blob: ``container/name``;
-  Service Bus: the message body), as Core Tools allows;
+  non-HTTP function on demand (timer: input ignored; blob and Event Grid:
+  ``container/name``; Service Bus and Storage queue: the message body), as Core
+  Tools allows;
+- ``POST /runtime/webhooks/eventgrid?functionName=<FunctionName>`` takes Event
+  Grid deliveries (``aeg-event-type: Notification``, a JSON array of events; the
+  ``SubscriptionValidation`` handshake too), as Core Tools' webhook does;
 - timers fire on their six-field NCRONTAB schedule;
-- blob triggers poll their container and run for new or changed blobs,
-  remembering what they processed (name and ETag) across restarts;
+- blob triggers, and the Event Grid triggers ``devhost/event-subscriptions.json``
+  subscribes to blob-created events, poll their container and run for new or
+  changed blobs, remembering what they processed (name and ETag) across restarts
+  (no Event Grid runs locally: this stands in for a storage account's system topic);
+- Storage queue triggers receive from Azurite with host.json's ``queues`` options
+  (batch size, visibility, ``maxDequeueCount`` then the ``-poison`` queue), renewing
+  a message's visibility while its invocation runs, as the queue extension does;
+  with ``role="queues"`` a process runs only these (``make start ARGS="--workers 4"``
+  starts four such processes beside the main one);
 - Service Bus triggers receive from the queue when the connection points at
   a namespace or emulator that answers; otherwise the host says so at start.
 """
@@ -34,12 +45,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from devhost.ncrontab import Schedule
-from devhost.runtime_host import FunctionSpec, RuntimeHost, http_response
+from devhost.runtime_host import FunctionSpec, RuntimeHost, blob_created_event, http_response
 
 _log = logging.getLogger("devhost")
 _SETTING = re.compile(r"%([^%]+)%")
 BLOB_POLL_SECONDS = 2.0
 POISON_BLOB_THRESHOLD = 5
+#: The Event Grid subscriptions the development host stands in for (infra/blob-events.bicep in Azure).
+EVENT_SUBSCRIPTIONS = Path(__file__).resolve().parent / "event-subscriptions.json"
+#: How long a received queue message stays invisible before its renewal (the extension uses 10 minutes).
+QUEUE_LEASE_SECONDS = float(os.environ.get("DEVHOST_QUEUE_LEASE_SECONDS", "60"))
 
 
 class DevHostError(RuntimeError):
@@ -107,7 +122,12 @@ class Invocation:
 
 class DevHost:
     def __init__(self, app_root: Path, *, port: int = 7071, state_dir: Path | None = None,
-                 host: str = "127.0.0.1") -> None:
+                 host: str = "127.0.0.1", role: str = "all") -> None:
+        """``role``: ``all`` drives every trigger; ``front`` all but the Storage queue triggers
+        (worker processes run those); ``queues`` only the Storage queue triggers, with no HTTP."""
+        if role not in ("all", "front", "queues"):
+            raise DevHostError(f"role must be 'all', 'front' or 'queues', not {role!r}")
+        self.role = role
         self.app_root = app_root.resolve()
         self.port = port
         self.bind = host
@@ -171,12 +191,17 @@ class DevHost:
         elif kind == "servicebustrigger":
             trigger = self.runtime.service_bus(name, text.encode(), message_id=uuid.uuid4().hex,
                                                content_type="application/json")
-        elif kind == "blobtrigger":
+        elif kind == "eventgridtrigger":
             container, _, blob_name = text.partition("/")
             if not container or not blob_name:
                 return web.json_response({"error": "input must be the blob path 'container/name'"}, status=400)
-            data, properties = await self._download(spec, container, blob_name)
-            trigger = self.runtime.blob(name, data, container=container, name=blob_name, properties=properties)
+            subscription = self._subscriptions().get(name) or {}
+            properties = await self._blob_service(str(subscription.get("connection") or "AzureWebJobsStorage")) \
+                .get_blob_client(container, blob_name).get_blob_properties()
+            trigger = self.runtime.event_grid(name, blob_created_event(
+                container, blob_name, etag=properties.etag, content_length=properties.size))
+        elif kind == "queuetrigger":
+            trigger = self.runtime.queue(name, text.encode())
         else:
             return web.json_response({"error": f"trigger type {spec.trigger.type} is not supported"}, status=400)
         record, _ = await self.invoke(name, trigger)
@@ -205,18 +230,18 @@ class DevHost:
 
     # ----------------------------------------------------------------- blobs
 
-    def _blob_service(self, spec: FunctionSpec) -> Any:
+    def _blob_service(self, connection: str) -> Any:
         from common import clients
 
-        return clients.blob_service_client(str(spec.trigger.raw.get("connection") or "AzureWebJobsStorage"))
+        return clients.blob_service_client(connection)
 
-    async def _download(self, spec: FunctionSpec, container: str, name: str) -> tuple[bytes, dict[str, Any]]:
-        client = self._blob_service(spec).get_blob_client(container, name)
-        stream = await client.download_blob()
-        data = await stream.readall()
-        props = stream.properties
-        return data, {"ContentLength": len(data), "ContentType": props.content_settings.content_type,
-                      "ETag": props.etag, "LastModified": props.last_modified.isoformat() if props.last_modified else None}
+    def _subscriptions(self) -> dict[str, dict[str, Any]]:
+        """devhost/event-subscriptions.json: function name -> the blob container whose new blobs it gets."""
+        try:
+            document = json.loads(EVENT_SUBSCRIPTIONS.read_text("utf-8"))
+        except FileNotFoundError:
+            return {}
+        return {name: entry for name, entry in document.items() if not name.startswith("$")}
 
     def _load_receipts(self) -> None:
         with contextlib.suppress(FileNotFoundError, json.JSONDecodeError):
@@ -228,25 +253,26 @@ class DevHost:
         tmp.write_text(json.dumps(self._receipts, indent=1, sort_keys=True))
         tmp.replace(self._receipts_path)
 
-    async def _poll_blobs(self, spec: FunctionSpec) -> None:
+    async def _watch_blobs(self, spec: FunctionSpec, subscription: dict[str, Any]) -> None:
+        """Deliver a BlobCreated event to ``spec`` for every new or changed blob of the subscribed
+        container, at least once: a failed delivery is retried on the next poll, up to
+        ``POISON_BLOB_THRESHOLD`` times for one version (Event Grid retries, then dead-letters)."""
         from azure.core.exceptions import AzureError, ResourceNotFoundError
 
-        path = resolve(str(spec.trigger.raw.get("path", "")))
-        container = path.split("/", 1)[0]
+        connection = str(subscription.get("connection") or "AzureWebJobsStorage")
+        container = resolve(str(subscription.get("container") or ""))
         failures: dict[str, int] = {}
         warned = False
-        say(f"{spec.name}: watching blob container '{container}'")
+        say(f"{spec.name}: BlobCreated events of container '{container}' (standing in for Event Grid)")
         while True:
             try:
-                container_client = self._blob_service(spec).get_container_client(container)
+                container_client = self._blob_service(connection).get_container_client(container)
                 async for blob in container_client.list_blobs():
                     key = f"{spec.name}/{container}/{blob.name}"
                     if self._receipts.get(key) == blob.etag:
                         continue
-                    data, properties = await self._download(spec, container, blob.name)
-                    record, _ = await self.invoke(spec.name, self.runtime.blob(
-                        spec.name, data, container=container, name=blob.name, properties=properties,
-                        metadata=dict(blob.metadata or {})))
+                    record, _ = await self.invoke(spec.name, self.runtime.event_grid(spec.name, blob_created_event(
+                        container, blob.name, etag=blob.etag, content_length=blob.size)))
                     if record.ok:
                         failures.pop(key, None)
                         self._receipts[key] = blob.etag
@@ -254,7 +280,7 @@ class DevHost:
                         failures[key] = failures.get(key, 0) + 1
                         if failures[key] >= POISON_BLOB_THRESHOLD:
                             say(f"{spec.name}: {container}/{blob.name} failed {failures[key]} times; "
-                                "giving up on this version (the poison-blob threshold)")
+                                "giving up on this version (as Event Grid dead-letters an event)")
                             self._receipts[key] = blob.etag
                     self._save_receipts()
                 warned = False
@@ -267,6 +293,118 @@ class DevHost:
                     say(f"{spec.name}: cannot list '{container}': {type(exc).__name__}")
                     warned = True
             await asyncio.sleep(BLOB_POLL_SECONDS)
+
+    async def _event_grid_webhook(self, request: Any) -> Any:
+        """Core Tools' ``/runtime/webhooks/eventgrid``: 202 once every event's invocation succeeded,
+        500 otherwise (Event Grid then delivers again), the validation handshake answered."""
+        from aiohttp import web
+
+        name = request.query.get("functionName", "")
+        spec = self.runtime.functions.get(name)
+        if spec is None or spec.trigger.type.lower() != "eventgridtrigger":
+            return web.json_response({"error": f"no Event Grid function named {name!r}"}, status=404)
+        try:
+            events = await request.json()
+        except json.JSONDecodeError:
+            return web.json_response({"error": "the body must be a JSON array of events"}, status=400)
+        events = events if isinstance(events, list) else [events]
+        kind = request.headers.get("aeg-event-type", "")
+        if kind == "SubscriptionValidation":
+            code = ((events[0] if events else {}).get("data") or {}).get("validationCode")
+            return web.json_response({"validationResponse": code})
+        if kind != "Notification":
+            return web.json_response({"error": "aeg-event-type must be Notification or SubscriptionValidation"},
+                                     status=400)
+        results = [await self.invoke(name, self.runtime.event_grid(name, event)) for event in events
+                   if isinstance(event, dict)]
+        if all(record.ok for record, _ in results):
+            return web.Response(status=202)
+        return web.json_response({"error": "Function invocation failed"}, status=500)
+
+    # --------------------------------------------------------- Storage queues
+
+    def _queue_options(self) -> dict[str, float]:
+        """host.json ``extensions.queues`` with the extension's defaults (visibilityTimeout and
+        maxPollingInterval in seconds)."""
+        try:
+            document = json.loads((self.app_root / "host.json").read_text("utf-8"))
+        except FileNotFoundError:
+            document = {}
+        options = ((document.get("extensions") or {}).get("queues") or {})
+        batch = int(options.get("batchSize", 16))
+        return {"batchSize": batch, "newBatchThreshold": int(options.get("newBatchThreshold", max(1, batch // 2))),
+                "maxDequeueCount": int(options.get("maxDequeueCount", 5)),
+                "visibilityTimeout": _timespan_seconds(options.get("visibilityTimeout", "00:00:00")),
+                "maxPollingInterval": _timespan_seconds(options.get("maxPollingInterval", "00:01:00"))}
+
+    async def _poll_queue(self, spec: FunctionSpec) -> None:
+        from common import clients
+
+        connection = str(spec.trigger.raw.get("connection") or "AzureWebJobsStorage")
+        queue_name = resolve(str(spec.trigger.raw.get("queueName", "")))
+        options = self._queue_options()
+        queue = clients.storage_queue(queue_name, connection)
+        poison = clients.storage_queue(f"{queue_name}-poison", connection)
+        in_flight: set[asyncio.Task[None]] = set()
+        idle = 0.1
+        say(f"{spec.name}: receiving from Storage queue '{queue_name}' (batch {int(options['batchSize'])})")
+        while True:
+            if len(in_flight) > options["newBatchThreshold"]:
+                await asyncio.wait(in_flight, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            messages = [message async for message in queue.receive_messages(
+                messages_per_page=int(options["batchSize"]), max_messages=int(options["batchSize"]),
+                visibility_timeout=int(QUEUE_LEASE_SECONDS))]
+            for message in messages:
+                task = asyncio.create_task(self._handle_queue_message(spec, queue, poison, message, options))
+                in_flight.add(task)
+                task.add_done_callback(in_flight.discard)
+            if messages:
+                idle = 0.1
+            else:
+                await asyncio.sleep(idle)
+                idle = min(options["maxPollingInterval"], idle * 2)
+
+    async def _handle_queue_message(self, spec: FunctionSpec, queue: Any, poison: Any, message: Any,
+                                    options: dict[str, float]) -> None:
+        """One message as the queue extension handles it: poison first when delivered too often,
+        visibility renewed while the function runs, deleted on success, released after
+        ``visibilityTimeout`` on failure, or moved to the poison queue on the last delivery."""
+        if message.dequeue_count > options["maxDequeueCount"]:
+            await self._to_poison(spec, queue, poison, message)
+            return
+        receipt = [message.pop_receipt]
+
+        async def renew() -> None:
+            while True:
+                await asyncio.sleep(QUEUE_LEASE_SECONDS / 2)
+                updated = await queue.update_message(message.id, pop_receipt=receipt[0],
+                                                     visibility_timeout=int(QUEUE_LEASE_SECONDS))
+                receipt[0] = updated.pop_receipt
+
+        renewal = asyncio.create_task(renew())
+        try:
+            record, _ = await self.invoke(spec.name, self.runtime.queue(
+                spec.name, bytes(message.content or b""), message_id=message.id,
+                dequeue_count=message.dequeue_count, pop_receipt=message.pop_receipt,
+                inserted=message.inserted_on))
+        finally:
+            renewal.cancel()
+            await asyncio.gather(renewal, return_exceptions=True)
+        if record.ok:
+            await queue.delete_message(message.id, receipt[0])
+        elif message.dequeue_count >= options["maxDequeueCount"]:
+            await self._to_poison(spec, queue, poison, message, receipt[0])
+        else:
+            await queue.update_message(message.id, pop_receipt=receipt[0],
+                                       visibility_timeout=int(options["visibilityTimeout"]))
+
+    async def _to_poison(self, spec: FunctionSpec, queue: Any, poison: Any, message: Any,
+                         receipt: str | None = None) -> None:
+        await poison.send_message(bytes(message.content or b""))
+        await queue.delete_message(message.id, receipt or message.pop_receipt)
+        say(f"{spec.name}: message {message.id} moved to the poison queue '{poison.queue_name}' "
+            f"after {message.dequeue_count} deliveries")
 
     # ----------------------------------------------------------- Service Bus
 
@@ -322,8 +460,16 @@ class DevHost:
         app = web.Application(client_max_size=100 * 1024 * 1024)
         app.router.add_get("/admin/host/status", self._status)
         app.router.add_post("/admin/functions/{name}", self._admin_invoke)
+        app.router.add_post("/runtime/webhooks/eventgrid", self._event_grid_webhook)
+        subscriptions = self._subscriptions()
         for spec in self.runtime.functions.values():
             kind = spec.trigger.type.lower()
+            if kind == "queuetrigger":
+                if self.role != "front":
+                    self.tasks.append(asyncio.create_task(self._poll_queue(spec), name=spec.name))
+                continue
+            if self.role == "queues":
+                continue
             if kind == "httptrigger":
                 route = str(spec.trigger.raw.get("route") or spec.name).strip("/")
                 methods = [m.upper() for m in spec.trigger.raw.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH"]]
@@ -332,8 +478,12 @@ class DevHost:
                 say(f"{spec.name}: [{','.join(methods)}] http://localhost:{self.port}/api/{route}")
             elif kind == "timertrigger":
                 self.tasks.append(asyncio.create_task(self._run_timer(spec), name=spec.name))
-            elif kind == "blobtrigger":
-                self.tasks.append(asyncio.create_task(self._poll_blobs(spec), name=spec.name))
+            elif kind == "eventgridtrigger":
+                if spec.name in subscriptions:
+                    self.tasks.append(asyncio.create_task(self._watch_blobs(spec, subscriptions[spec.name]),
+                                                          name=spec.name))
+                say(f"{spec.name}: Event Grid webhook http://localhost:{self.port}/runtime/webhooks/eventgrid"
+                    f"?functionName={spec.name}")
             elif kind == "servicebustrigger":
                 connection = str(spec.trigger.raw.get("connection") or "ServiceBusConnection")
                 reachable, why = self._service_bus_reachable(connection)
@@ -345,6 +495,15 @@ class DevHost:
                         f"POST /admin/functions/{spec.name} runs it on demand.")
             else:
                 say(f"{spec.name}: trigger type {spec.trigger.type} is not driven by the development host")
+        if self.role == "queues":
+            for task in self.tasks:
+                task.add_done_callback(_report_crash)
+            say(f"queue worker {os.getpid()} running")
+            try:
+                await stop.wait()
+            finally:
+                await self._shutdown(None)
+            return
         for note in event_chain_notes(self.runtime.functions, os.environ):
             say(note)
         for task in self.tasks:
@@ -357,15 +516,28 @@ class DevHost:
         try:
             await stop.wait()
         finally:
-            say("stopping")
-            for task in self.tasks:
-                task.cancel()
-            await asyncio.gather(*self.tasks, return_exceptions=True)
-            await runner.cleanup()
-            from common import clients
+            await self._shutdown(runner)
 
-            await clients.close_all()
-            await self.runtime.stop()
+    async def _shutdown(self, runner: Any) -> None:
+        say("stopping")
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        if runner is not None:
+            await runner.cleanup()
+        from common import clients
+
+        await clients.close_all()
+        await self.runtime.stop()
+
+
+def _timespan_seconds(value: Any) -> float:
+    """A host.json time span (``hh:mm:ss[.fff]``) in seconds."""
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", str(value))
+    if not match:
+        raise DevHostError(f"host.json: {value!r} is not a time span such as '00:00:10'")
+    days, hours, minutes, seconds = match.groups()
+    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -486,7 +486,7 @@ class RuntimeHost:
              properties: Mapping[str, Any] | None = None,
              metadata: Mapping[str, str] | None = None,
              account: str = "devstoreaccount1") -> Trigger:
-        """Blob trigger: bytes, plus ``BlobTrigger``, ``Uri``, ``name``,
+        """Blob trigger (the bench's naive baseline app still has one): bytes, plus ``BlobTrigger``, ``Uri``, ``name``,
         ``Properties`` (ContentLength/ContentType defaults, then yours) and
         ``Metadata``. ``InputStream.name`` is ``"container/name"``."""
         p = load_protos()
@@ -503,6 +503,34 @@ class RuntimeHost:
         }
         binding = self.trigger_name(function_name, "blobTrigger")
         return Trigger([(binding, p.TypedData(bytes=bytes(data)))], md)
+
+    def event_grid(self, function_name: str, event: Mapping[str, Any]) -> Trigger:
+        """Event Grid trigger: one event (Event Grid or CloudEvents schema) as JSON, as the Event
+        Grid extension hands it to the worker, with its ``data`` as the only trigger metadata."""
+        p = load_protos()
+        md = {"data": p.TypedData(json=json.dumps(event.get("data"))), "sys": self._sys(function_name)}
+        binding = self.trigger_name(function_name, "eventGridTrigger")
+        return Trigger([(binding, p.TypedData(json=json.dumps(dict(event))))], md)
+
+    def queue(self, function_name: str, body: bytes, *, message_id: str | None = None,
+              dequeue_count: int = 1, pop_receipt: str | None = None,
+              inserted: _dt.datetime | None = None) -> Trigger:
+        """Storage queue trigger: the decoded message body, plus ``Id``, ``DequeueCount`` (JSON
+        int), ``InsertionTime``/``ExpirationTime``/``NextVisibleTime`` (JSON strings) and
+        ``PopReceipt``, the types the queue extension's values reach the worker as."""
+        p = load_protos()
+        inserted = inserted or _dt.datetime.now(_dt.UTC)
+        md = {
+            "Id": p.TypedData(string=message_id or str(uuid.uuid4())),
+            "DequeueCount": p.TypedData(json=json.dumps(int(dequeue_count))),
+            "InsertionTime": p.TypedData(json=json.dumps(inserted.isoformat())),
+            "ExpirationTime": p.TypedData(json=json.dumps((inserted + _dt.timedelta(days=7)).isoformat())),
+            "NextVisibleTime": p.TypedData(json=json.dumps(_now_iso())),
+            "PopReceipt": p.TypedData(string=pop_receipt or uuid.uuid4().hex),
+            "sys": self._sys(function_name),
+        }
+        binding = self.trigger_name(function_name, "queueTrigger")
+        return Trigger([(binding, p.TypedData(bytes=bytes(body)))], md)
 
     def service_bus(self, function_name: str, body: bytes | str, *,
                     message_id: str | None = None, delivery_count: int = 1,
@@ -578,3 +606,23 @@ def http_response(response: InvocationResponse,
     else:
         raise RuntimeHostError(f"unexpected HTTP body TypedData {body_kind}")
     return int(http.status_code or 200), dict(http.headers), body
+
+
+def blob_created_event(container: str, name: str, *, etag: str, content_length: int,
+                       account: str = "devstoreaccount1", api: str = "PutBlob") -> dict[str, Any]:
+    """A ``Microsoft.Storage.BlobCreated`` event in the Event Grid schema, as a storage account's
+    system topic sends it (the ``eTag`` without quotes)."""
+    return {
+        "id": str(uuid.uuid4()),
+        "topic": f"/subscriptions/00000000-0000-0000-0000-000000000000/resourceGroups/local/providers/"
+                 f"Microsoft.Storage/storageAccounts/{account}",
+        "subject": f"/blobServices/default/containers/{container}/blobs/{name}",
+        "eventType": "Microsoft.Storage.BlobCreated",
+        "eventTime": _now_iso(),
+        "dataVersion": "",
+        "metadataVersion": "1",
+        "data": {"api": api, "eTag": etag.strip('"'), "contentType": "application/octet-stream",
+                 "contentLength": content_length, "blobType": "BlockBlob",
+                 "url": f"https://{account}.blob.core.windows.net/{container}/{name}",
+                 "sequencer": f"{uuid.uuid4().int:032x}", "storageDiagnostics": {"batchId": str(uuid.uuid4())}},
+    }

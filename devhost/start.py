@@ -10,7 +10,8 @@
    development host (:mod:`devhost.host`) on http://localhost:7071.
 5. On Ctrl-C (or SIGTERM) stops everything it started.
 
-Options: ``--port``, ``--settings``, ``--no-emulators`` (use the emulators the settings
+Options: ``--port``, ``--settings``, ``--workers N`` (N processes run the Storage queue
+triggers, as N instances would in Azure), ``--no-emulators`` (use the emulators the settings
 point at, already running), ``--devhost`` (even when Core Tools is installed),
 ``--emulators-only`` (steps 1-3, print ``emulators ready``, then wait: VS Code's F5 runs this
 as a background task before ``func host start``).
@@ -70,6 +71,7 @@ async def provision_from_settings(values: dict[str, str]) -> None:
         containers={_required(values, "COSMOS_CONTAINER"): "/id"},
         blob_containers=[values.get("ETL_INPUT_CONTAINER") or "incoming",
                          values.get("ETL_SUMMARY_CONTAINER") or "summaries"],
+        queues=[values.get("ETL_WORK_QUEUE") or "etl-work"],
     )
 
 
@@ -98,12 +100,38 @@ def _run_core_tools(port: int) -> int:
             return process.wait()
 
 
-async def _run_devhost(port: int, state_dir: Path) -> None:
+async def _run_devhost(port: int, state_dir: Path, role: str = "all") -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await DevHost(PROJECT_ROOT, port=port, state_dir=state_dir).run(stop)
+    await DevHost(PROJECT_ROOT, port=port, state_dir=state_dir, role=role).run(stop)
+
+
+def queue_worker_command(settings: Path) -> list[str]:
+    """The command of one queue worker process (``--workers N`` starts N of them)."""
+    return [sys.executable, "-m", "devhost.start", "--queue-worker", "--no-emulators", "--settings", str(settings)]
+
+
+@contextlib.contextmanager
+def _queue_workers(count: int, settings: Path) -> Iterator[None]:
+    """``count`` processes that each run the Storage queue triggers (stopped on the way out)."""
+    processes = [subprocess.Popen(queue_worker_command(settings), cwd=PROJECT_ROOT, start_new_session=True)
+                 for _ in range(count)]
+    if processes:
+        say(f"started {count} queue worker processes: {', '.join(str(p.pid) for p in processes)}")
+    try:
+        yield
+    finally:
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in processes:
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
 
 
 def configure_logging() -> None:
@@ -127,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--devhost", action="store_true", help="use the development host even if 'func' exists")
     parser.add_argument("--state-dir", type=Path, default=PROJECT_ROOT / ".emulators",
                         help="where the development host remembers processed blobs")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes that run the Storage queue triggers (BlobEtlWorker): 1 runs them in the "
+                             "main process, N > 1 starts N worker processes beside it")
+    parser.add_argument("--queue-worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--emulators-only", action="store_true",
                         help="prepare settings and emulators, print 'emulators ready', and wait (VS Code's F5)")
     args = parser.parse_args(argv)
@@ -140,6 +172,11 @@ def main(argv: list[str] | None = None) -> int:
             say(f"{args.settings.name}: added {len(added)} settings from local.settings.example.json "
                 "(edit it; it is git-ignored)")
         values = load_local_settings(args.settings)
+        if args.queue_worker:
+            asyncio.run(_run_devhost(args.port, args.state_dir, role="queues"))
+            return 0
+        if args.workers < 1:
+            raise DevHostError("--workers must be at least 1")
         with _emulators(not args.no_emulators):
             asyncio.run(provision_from_settings(values))
             say(f"provisioned Cosmos DB '{values.get('COSMOS_DATABASE')}/{values.get('COSMOS_CONTAINER')}' "
@@ -150,7 +187,9 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if shutil.which("func") and not args.devhost:
                 return _run_core_tools(args.port)
-            asyncio.run(_run_devhost(args.port, args.state_dir))
+            workers = args.workers if args.workers > 1 else 0
+            with _queue_workers(workers, args.settings):
+                asyncio.run(_run_devhost(args.port, args.state_dir, role="front" if workers else "all"))
     except KeyboardInterrupt:
         pass
     except (DevHostError, EmulatorError) as exc:

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import hashlib
 import json
+import types
 import logging
 from typing import Any
 
@@ -248,44 +250,113 @@ async def test_empty_array_succeeds_with_nothing_to_do() -> None:
 
 
 class FakeBlobClient:
-    def __init__(self, store: dict[str, bytes], path: str) -> None:
-        self.store, self.path = store, path
+    """The calls BlobEtl's inline path makes on a blob (Azurite backs the fan-out's tests)."""
 
-    async def upload_blob(self, data: bytes, overwrite: bool = False, **kwargs: Any) -> None:
+    def __init__(self, store: dict[str, bytes], path: str, metadata: dict[str, dict[str, str]]) -> None:
+        self.store, self.path, self.metadata = store, path, metadata
+
+    async def upload_blob(self, data: bytes, overwrite: bool = False, metadata: dict[str, str] | None = None,
+                          **kwargs: Any) -> None:
         from azure.core.exceptions import ResourceExistsError
 
         if self.path in self.store and not overwrite:
             raise ResourceExistsError("The specified blob already exists.")
         self.store[self.path] = data
+        self.metadata[self.path] = dict(metadata or {})
+
+    def _etag(self) -> str:
+        return '"0x%s"' % hashlib.sha256(self.store[self.path]).hexdigest()[:16].upper()
+
+    async def get_blob_properties(self) -> Any:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        if self.path not in self.store:
+            raise ResourceNotFoundError("The specified blob does not exist.")
+        return types.SimpleNamespace(etag=self._etag(), size=len(self.store[self.path]),
+                                     metadata=self.metadata.get(self.path, {}))
+
+    async def download_blob(self, etag: str | None = None, **kwargs: Any) -> Any:
+        from azure.core.exceptions import ResourceModifiedError
+
+        if etag is not None and etag != self._etag():
+            raise ResourceModifiedError("The condition specified using HTTP conditional header(s) is not met.")
+        data = self.store[self.path]
+
+        class Stream:
+            async def readall(self) -> bytes:
+                return data
+
+        return Stream()
 
 
 class FakeBlobService:
     def __init__(self) -> None:
         self.store: dict[str, bytes] = {}
+        self.metadata: dict[str, dict[str, str]] = {}
 
     def get_blob_client(self, container: str, blob: str) -> FakeBlobClient:
-        return FakeBlobClient(self.store, f"{container}/{blob}")
+        return FakeBlobClient(self.store, f"{container}/{blob}", self.metadata)
+
+
+def blob_created(blobs: FakeBlobService, path: str, data: bytes) -> Any:
+    """Put ``data`` at ``path`` and return the BlobCreated event the storage account would send."""
+    import azure.functions as func
+
+    from devhost.runtime_host import blob_created_event
+
+    blobs.store[path] = data
+    container, _, name = path.partition("/")
+    event = blob_created_event(container, name, etag=blobs.get_blob_client(container, name)._etag(),
+                               content_length=len(data))
+    return func.EventGridEvent(id=event["id"], data=event["data"], topic=event["topic"], subject=event["subject"],
+                               event_type=event["eventType"], event_time=None, data_version="")
 
 
 async def test_main_writes_one_summary_per_blob_and_logs(monkeypatch: pytest.MonkeyPatch,
                                                          caplog: pytest.LogCaptureFixture) -> None:
     container, blobs = FakeContainer(), FakeBlobService()
     use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
-
-    class Stream:
-        name = "incoming/day1.json"
-
-        def read(self) -> bytes:
-            return as_json([record(i) for i in range(3)])
+    event = blob_created(blobs, "incoming/day1.json", as_json([record(i) for i in range(3)]))
 
     with caplog.at_level(logging.INFO):
-        await BlobEtl.main(Stream(), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
-        await BlobEtl.main(Stream(), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
-    assert list(blobs.store) == ["summaries/day1.json.summary.json"]
+        await BlobEtl.main(event, FakeContext(function_name="BlobEtl"))
+        await BlobEtl.main(event, FakeContext(function_name="BlobEtl"))
+    assert sorted(blobs.store) == ["incoming/day1.json", "summaries/day1.json.summary.json"]
     doc = json.loads(blobs.store["summaries/day1.json.summary.json"])
-    assert doc["status"] == "succeeded" and doc["written"] == 3
+    assert doc["status"] == "succeeded" and doc["written"] == 3 and doc["mode"] == "inline"
+    assert doc["sourceETag"] == blobs.get_blob_client("incoming", "day1.json")._etag()
     log = json.loads(caplog.records[-1].getMessage())
     assert log["event"] == "etl.completed" and log["written"] == 3 and log["requestCharge"] == 15.0
+
+
+async def test_an_event_for_an_overwritten_version_or_a_deleted_blob_writes_nothing(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    container, blobs = FakeContainer(), FakeBlobService()
+    use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
+    old = blob_created(blobs, "incoming/a.json", as_json([record(1)]))
+    blob_created(blobs, "incoming/a.json", as_json([record(2)]))  # overwritten before the event arrived
+    gone = blob_created(blobs, "incoming/b.json", as_json([record(3)]))
+    del blobs.store["incoming/b.json"]
+    other = blob_created(blobs, "elsewhere/c.json", as_json([record(4)]))
+    with caplog.at_level(logging.INFO):
+        for event in (old, gone, other):
+            await BlobEtl.main(event, FakeContext(function_name="BlobEtl"))
+    assert container.items == {}
+    assert not any(path.startswith("summaries/") for path in blobs.store)
+    events = [json.loads(r.getMessage())["event"] for r in caplog.records]
+    assert events == ["etl.event_stale", "etl.blob_gone", "etl.event_ignored"]
+
+
+async def test_an_event_that_is_not_blob_created_is_ignored(monkeypatch: pytest.MonkeyPatch,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    import azure.functions as func
+
+    use_fake_clients(monkeypatch, cosmos=FakeContainer(), blobs=FakeBlobService())
+    event = func.EventGridEvent(id="1", data={}, topic="t", subject="/blobServices/default/containers/incoming/blobs/x",
+                                event_type="Microsoft.Storage.BlobDeleted", event_time=None, data_version="")
+    with caplog.at_level(logging.INFO):
+        await BlobEtl.main(event, FakeContext(function_name="BlobEtl"))
+    assert json.loads(caplog.records[-1].getMessage())["event"] == "etl.event_ignored"
 
 
 async def test_process_blob_with_explicit_clients() -> None:

@@ -25,7 +25,7 @@ import QueueProcessor
 from common import telemetry
 from tests.conftest import APP_ROOT, FakeContext, FakeTraceContext, set_env, use_fake_clients
 from tests.fakes import FakeContainer, FakeEventGridPublisher, FakeServiceBus, cosmos_error, event_grid_error
-from tests.test_blob_etl import FakeBlobService
+from tests.test_blob_etl import FakeBlobService, blob_created
 from tests.test_http_greeting import request as http_request
 from tests.test_publish_event import request as events_request
 from tests.test_queue_processor import trigger as sb_trigger
@@ -142,14 +142,9 @@ async def test_etl_records_a_span_per_batch(otel: Telemetry, monkeypatch: pytest
     use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
     set_env(monkeypatch, ETL_BATCH_SIZE="40")
     records = [{"id": f"r{i}", "data": "d", "source": "s", "type": "t"} for i in range(100)] + [{"id": 1}]
+    event = blob_created(blobs, "incoming/x.json", json.dumps(records).encode())
 
-    class Stream:
-        name = "incoming/x.json"
-
-        def read(self) -> bytes:
-            return json.dumps(records).encode()
-
-    await BlobEtl.main(Stream(), context("BlobEtl"))  # type: ignore[arg-type]
+    await BlobEtl.main(event, context("BlobEtl"))
     batches = otel.finished("etl.batch")
     assert [(s.attributes["app.etl.batch.written"], s.attributes["app.etl.batch.invalid"]) for s in batches] == [
         (40, 0), (40, 0), (20, 1)]
@@ -214,12 +209,6 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
             EVENT_PUBLISH_BUDGET_SECONDS="1")
     use_fake_clients(monkeypatch, bus=bus, cosmos=FakeContainer(), event_grid=topic)
 
-    class Stream:
-        name = "incoming/s.json"
-
-        def read(self) -> bytes:
-            return json.dumps([{"id": "a", "data": SECRET, "source": "s", "type": "t"}]).encode()
-
     with caplog.at_level(logging.DEBUG):
         for key in (SECRET, SECRET[:-1], None):
             await HttpGreeting.main(http_request("POST", body={"name": "Personal Name"}, key=key), context("HttpGreeting"))
@@ -229,7 +218,8 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
         await QueueProcessor.main(sb_trigger(SECRET.encode()), context("QueueProcessor"))
         # BlobEtl's write fails with the secret in the SDK's message (QueueProcessor had its own container).
         use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
-        await BlobEtl.main(Stream(), context("BlobEtl"))  # type: ignore[arg-type]
+        await BlobEtl.main(blob_created(blobs, "incoming/x.json", json.dumps(
+            [{"id": "a", "data": SECRET, "source": "s", "type": "t"}]).encode()), context("BlobEtl"))
         await CleanupTimer.main(TimerRequest(past_due=True), context("CleanupTimer"))
     exported = otel.exported_text() + "\n" + caplog.text
     # The failures that carried the secret were met: BlobEtl's write, PublishEvent's publishes.

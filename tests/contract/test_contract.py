@@ -22,7 +22,7 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
-FUNCTIONS = {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl"}
+FUNCTIONS = {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl", "BlobEtlWorker"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -143,18 +143,34 @@ async def test_timer_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch)
     assert [key[0] for key in container.items] == ["fresh"]
 
 
-async def test_blob_trigger_reaches_main(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+async def test_a_blob_created_event_reaches_main(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The Event Grid trigger: the event decodes into what BlobEtl reads (type, subject, data)."""
+    from devhost.runtime_host import blob_created_event
     from tests.test_blob_etl import FakeBlobService
 
     container, blobs = FakeContainer(), FakeBlobService()
     use_fake_clients(monkeypatch, cosmos=container, blobs=blobs)
     data = json.dumps([{"id": "a", "data": "x", "source": "s", "type": "t"}, {"id": 1}]).encode()
-    await host.invoke("BlobEtl", *host.blob("BlobEtl", data, container="incoming", name="2026/day.json",
-                                            properties={"ContentType": "application/json"}))
+    blobs.store["incoming/2026/day.json"] = data
+    etag = blobs.get_blob_client("incoming", "2026/day.json")._etag()
+    event = blob_created_event("incoming", "2026/day.json", etag=etag, content_length=len(data))
+    await host.invoke("BlobEtl", *host.event_grid("BlobEtl", event))
     summary = json.loads(blobs.store["summaries/2026/day.json.summary.json"])
     assert (summary["status"], summary["written"], summary["invalid"]) == ("partial", 1, 1)
-    assert summary["sourceBlob"] == "incoming/2026/day.json"
+    assert summary["sourceBlob"] == "incoming/2026/day.json" and summary["sourceETag"] == etag
     assert container.items[("a", '"a"')]["sourceBlob"] == "incoming/2026/day.json"
+
+
+async def test_a_queue_message_reaches_the_worker(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """The queue trigger: body, id and dequeue count decode; a malformed work message fails the
+    invocation (so it ends in the poison queue), naming what is wrong."""
+    from tests.test_blob_etl import FakeBlobService
+
+    use_fake_clients(monkeypatch, cosmos=FakeContainer(), blobs=FakeBlobService())
+    response = await host.invoke("BlobEtlWorker", *host.queue("BlobEtlWorker", b'{"v": 1, "kind": "split"}',
+                                                              message_id="m-1", dequeue_count=2), check=False)
+    assert not host.succeeded(response)
+    assert "work message is malformed: 'blob' is missing" in response.result.exception.message
 
 
 async def test_a_failure_reaches_the_host_without_secrets(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

@@ -158,6 +158,39 @@ class Emulators:
                                     timeout=10) as response:
             return dict(json.loads(response.read()))
 
+    def cosmos_item_ids(self, collection: str) -> list[str]:
+        """The ids of every item in the Cosmos container named ``collection`` (the server's own list;
+        a COUNT query on this emulator scans at a few thousand items a second)."""
+        import json
+        import ssl
+        import urllib.parse
+        import urllib.request
+
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        query = urllib.parse.urlencode({"collection": collection})
+        with urllib.request.urlopen(f"https://127.0.0.1:{self.cosmos_port}/_bench/ids?{query}", context=context,
+                                    timeout=60) as response:
+            return list(json.loads(response.read()))
+
+    def cosmos_faults(self, partition_key_contains: str | None, status: int = 503) -> dict[str, object]:
+        """Make the Cosmos server fail every write whose partition key holds ``partition_key_contains``
+        with ``status`` (None clears it); the SDK sees the service's own error response."""
+        import json
+        import ssl
+        import urllib.parse
+        import urllib.request
+
+        context = ssl.create_default_context()
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        query = urllib.parse.urlencode({"partitionKeyContains": partition_key_contains or "", "status": status})
+        request = urllib.request.Request(f"https://127.0.0.1:{self.cosmos_port}/_faults?{query}",
+                                         method="POST" if partition_key_contains else "DELETE")
+        with urllib.request.urlopen(request, context=context, timeout=10) as response:
+            return dict(json.loads(response.read()))
+
     def stop(self) -> None:
         """Stop every process started (SIGTERM to its group, SIGKILL after 5 s)."""
         for process in self.processes:

@@ -12,6 +12,19 @@ const host = process.env.COSMOS_HOST || "127.0.0.1";
 const keepAliveMs = 65000;
 
 const server = createHttpsServer({ keepAlive: true });
+// Every collection's item store, so GET /_bench/ids?collection=<name> can list a collection's item ids
+// at once (tests check what landed; a COUNT query here scans in JavaScript at a few thousand items a
+// second). The package keeps its stores private: each registers itself on its first write.
+const { default: Items } = require(path.join(__dirname, "..", "node_modules", "@vercel", "cosmosdb-server", "lib",
+  "account", "items.js"));
+const itemStores = new Set();
+{
+  const set = Items.prototype._set;
+  Items.prototype._set = function register(data) {
+    itemStores.add(this);
+    return set.call(this, data);
+  };
+}
 // COSMOS_RU_PER_SECOND enforces a request-unit budget, as a provisioned container does: a token
 // bucket holding one second of budget, refilled continuously. Each request is charged what Cosmos DB
 // would roughly charge (a model, documented in the README's benchmark section):
@@ -22,6 +35,7 @@ const server = createHttpsServer({ keepAlive: true });
 // CPU seconds, RU charged and requests throttled (benchmarks read it around a measured run).
 const ruPerSecond = parseFloat(process.env.COSMOS_RU_PER_SECOND || "0");
 const stats = { requests: 0, charged: 0, throttled: 0 };
+let faults = null;
 let tokens = ruPerSecond;
 let refilledAt = process.hrtime.bigint();
 
@@ -82,6 +96,44 @@ function admit(req, res) {
       const body = JSON.stringify({ ...stats, tokens: ruPerSecond > 0 ? tokens : 0,
         cpuSeconds: (cpu.user + cpu.system) / 1e6, ruPerSecond });
       res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (req.method === "GET" && req.url.startsWith("/_bench/ids")) {
+      const name = new URL(req.url, "https://localhost").searchParams.get("collection");
+      const ids = [];
+      for (const store of itemStores) {
+        const collection = store._parent.read();
+        if (collection && collection.id === name) {
+          for (const item of store._data.values()) {
+            const document = item.read();
+            // The collection's partition key ranges are a store of the collection too: documents only.
+            if (String(document._self || "").includes("/docs/")) ids.push(document.id);
+          }
+        }
+      }
+      const body = JSON.stringify(ids);
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (req.url.startsWith("/_faults")) {
+      // Fault injection for tests: POST /_faults?partitionKeyContains=<text>&status=503 makes every write
+      // whose partition key header holds <text> fail with that status (DELETE /_faults clears it).
+      const query = new URL(req.url, "https://localhost").searchParams;
+      faults = req.method === "DELETE" ? null : { contains: query.get("partitionKeyContains") || "",
+        status: parseInt(query.get("status") || "503", 10), hits: 0 };
+      const body = JSON.stringify(faults || {});
+      res.writeHead(200, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
+      res.end(body);
+      return;
+    }
+    if (faults && faults.contains && (req.method === "POST" || req.method === "PUT") &&
+        String(req.headers["x-ms-documentdb-partitionkey"] || "").includes(faults.contains)) {
+      faults.hits += 1;
+      const body = JSON.stringify({ code: "ServiceUnavailable", message: "Injected fault for a test." });
+      req.resume();
+      res.writeHead(faults.status, { "content-type": "application/json", "content-length": Buffer.byteLength(body) });
       res.end(body);
       return;
     }

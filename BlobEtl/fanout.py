@@ -442,7 +442,8 @@ def _result(segment: Segment, status: str, summary: EtlSummary, run: EtlRun | No
                                   "totalRecords", "written", "invalid", "superseded", "errors", "supersededRecords",
                                   "types", "sources")},
                               "valuesTruncated": summary.values_truncated,
-                              "requestCharge": round(run.charge.total, 2) if run is not None else 0.0, **extra}
+                              "requestCharge": round(run.charge.total, 2) if run is not None else 0.0,
+                              "writesInFlightLowest": run.in_flight.lowest if run is not None else None, **extra}
     if reason is not None:
         result["reason"] = reason
     return result
@@ -506,6 +507,10 @@ async def aggregate(work: SegmentWork, store: RunStore, cfg: EtlSettings,
             status = str(result.get("status"))
             counts[status] = counts.get(status, 0) + 1
             charge += float(result.get("requestCharge") or 0.0)
+            lowest = result.get("writesInFlightLowest")
+            if isinstance(lowest, int) and (summary.writes_in_flight_lowest is None
+                                            or lowest < summary.writes_in_flight_lowest):
+                summary.writes_in_flight_lowest = lowest
             if status != "succeeded":
                 if len(summary.failed_segments) < MAX_ERRORS_REPORTED:
                     span = result["range"]

@@ -74,14 +74,16 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
                              CosmosConnection=emulators.cosmos_connection_string,
                              COSMOS_DATABASE="e2e", COSMOS_CONTAINER="records", API_KEY=API_KEY,
                              # No Service Bus here: QueueProcessor stores its results and forwards nothing.
-                             OUTPUT_QUEUE_NAME="")
+                             OUTPUT_QUEUE_NAME="",
+                             # Blobs above 4 KB fan out to BlobEtlWorker, in two worker processes.
+                             ETL_INLINE_MAX_BYTES="4096", ETL_SEGMENT_RECORDS="500")
     settings_file = tmp_path / "local.settings.json"
     settings_file.write_text(json.dumps(example))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in example["Values"]}
     process = subprocess.Popen(
         [sys.executable, "-m", "devhost.start", "--no-emulators", "--devhost", "--settings", str(settings_file),
-         "--port", str(port), "--state-dir", str(tmp_path / "state")],
+         "--port", str(port), "--state-dir", str(tmp_path / "state"), "--workers", "2"],
         cwd=APP_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -96,7 +98,8 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
             assert process.poll() is None, "the development host exited early"
             assert time.monotonic() < deadline, "the development host did not start within 60 s"
             time.sleep(0.3)
-        assert set(body["functions"]) == {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl"}
+        assert set(body["functions"]) == {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl",
+                                          "BlobEtlWorker"}
 
         status, body = request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": API_KEY})
         assert (status, body) == (200, {"message": "Hello, Ada"})
@@ -132,7 +135,34 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
             time.sleep(0.5)
             summary = asyncio.run(read_summary(emulators, "e2e-readings.json"))
         assert summary is not None, "no summary within 30 s"
-        assert (summary["status"], summary["written"], summary["invalid"]) == ("partial", 10, 1)
+        assert (summary["status"], summary["written"], summary["invalid"], summary["mode"]) == ("partial", 10, 1,
+                                                                                                "inline")
+
+        # A large blob fans out: split into segments on the Storage queue, written by the worker processes.
+        lines = [json.dumps({"id": f"big-{i}", "data": "d", "source": "s", "type": "t"}) for i in range(3000)]
+        asyncio.run(upload(emulators, "e2e-big.jsonl", ("\n".join(lines) + "\n").encode()))
+        deadline = time.monotonic() + 60
+        summary = None
+        while summary is None and time.monotonic() < deadline:
+            time.sleep(0.5)
+            summary = asyncio.run(read_summary(emulators, "e2e-big.jsonl"))
+        assert summary is not None, "no summary of the large blob within 60 s"
+        assert (summary["status"], summary["written"], summary["mode"]) == ("succeeded", 3000, "fan-out")
+        assert summary["segments"] == {"total": 6, "succeeded": 6, "failed": 0, "abandoned": 0}
+
+        # The Event Grid webhook, as Core Tools serves it: the validation handshake, then a delivery.
+        status, body = request(f"{base}/runtime/webhooks/eventgrid?functionName=BlobEtl", method="POST",
+                               body=json.dumps([{"id": "v", "eventType": "Microsoft.EventGrid.SubscriptionValidationEvent",
+                                                 "data": {"validationCode": "abc"}}]).encode(),
+                               headers={"aeg-event-type": "SubscriptionValidation", "Content-Type": "application/json"})
+        assert (status, body) == (200, {"validationResponse": "abc"})
+        deleted = [{"id": "d", "eventType": "Microsoft.Storage.BlobDeleted", "subject":
+                    "/blobServices/default/containers/incoming/blobs/gone.json", "data": {}, "dataVersion": "",
+                    "eventTime": "2026-11-27T00:00:00Z", "topic": "t"}]
+        status, _ = request(f"{base}/runtime/webhooks/eventgrid?functionName=BlobEtl", method="POST",
+                            body=json.dumps(deleted).encode(),
+                            headers={"aeg-event-type": "Notification", "Content-Type": "application/json"})
+        assert status == 202
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)
@@ -146,5 +176,6 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
     assert "development host for local use only" in text
     assert "QueueProcessor: not triggered locally" in text
     assert "no Event Grid emulator" in text and "EVENT_GRID_TOPIC_ENDPOINT" in text
+    assert "started 2 queue worker processes" in text
     assert "stopped" in text.splitlines()[-1]
     assert API_KEY not in text

@@ -20,15 +20,16 @@ from tests.integration.conftest import new_container
 pytestmark = pytest.mark.integration
 
 
-class BlobStream:
-    """What the blob trigger hands to main: the name ("container/blob") and the bytes."""
+def blob_created(path: str, etag: str, length: int) -> Any:
+    """The BlobCreated event Event Grid delivers to BlobEtl for the blob ``container/name`` at ``etag``."""
+    import azure.functions as func
 
-    def __init__(self, name: str, data: bytes) -> None:
-        self.name = name
-        self._data = data
+    from devhost.runtime_host import blob_created_event
 
-    def read(self, size: int = -1) -> bytes:
-        return self._data
+    container, _, name = path.partition("/")
+    event = blob_created_event(container, name, etag=etag, content_length=length)
+    return func.EventGridEvent(id=event["id"], data=event["data"], topic=event["topic"], subject=event["subject"],
+                               event_type=event["eventType"], event_time=None, data_version="")
 
 
 def record(i: int, source: str | None = None) -> dict[str, Any]:
@@ -38,9 +39,8 @@ def record(i: int, source: str | None = None) -> dict[str, Any]:
 async def upload_and_run(name: str, data: bytes) -> dict[str, Any]:
     """Upload to Azurite's 'incoming', run BlobEtl on it as the trigger would, return the summary blob."""
     service = clients.blob_service_client("EtlStorage")
-    await service.get_blob_client("incoming", name).upload_blob(data, overwrite=True)
-    downloaded = await (await service.get_blob_client("incoming", name).download_blob()).readall()
-    await BlobEtl.main(BlobStream(f"incoming/{name}", downloaded), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
+    uploaded = await service.get_blob_client("incoming", name).upload_blob(data, overwrite=True)
+    await BlobEtl.main(blob_created(f"incoming/{name}", uploaded["etag"], len(data)), FakeContext(function_name="BlobEtl"))
     summary = await (await service.get_blob_client("summaries", f"{name}.summary.json").download_blob()).readall()
     return json.loads(summary)
 

@@ -88,16 +88,18 @@ async def test_the_etl_loses_nothing_when_cosmos_throttles(budgeted: Emulators, 
 
     import BlobEtl
     from common import clients
-    from tests.integration.test_emulators_integration import BlobStream, record
+    from tests.integration.test_emulators_integration import blob_created, record
 
     set_env(monkeypatch, EtlStorage=budgeted.azurite_connection_string, CosmosConnection=budgeted.cosmos_connection_string,
             COSMOS_DATABASE="ru", COSMOS_CONTAINER="items")
     before = budgeted.cosmos_stats()
     data = json.dumps([record(i) for i in range(300)]).encode()
     try:
-        with caplog.at_level(logging.INFO):
-            await BlobEtl.main(BlobStream("incoming/throttled.json", data), FakeContext(function_name="BlobEtl"))  # type: ignore[arg-type]
         service = clients.blob_service_client("EtlStorage")
+        uploaded = await service.get_blob_client("incoming", "throttled.json").upload_blob(data, overwrite=True)
+        with caplog.at_level(logging.INFO):
+            await BlobEtl.main(blob_created("incoming/throttled.json", uploaded["etag"], len(data)),
+                               FakeContext(function_name="BlobEtl"))
         summary = json.loads(await (await service.get_blob_client("summaries", "throttled.json.summary.json")
                                     .download_blob()).readall())
         seen_by_client = clients.cosmos_throttle_signal().count
@@ -111,3 +113,44 @@ async def test_the_etl_loses_nothing_when_cosmos_throttles(budgeted: Emulators, 
     after = budgeted.cosmos_stats()
     assert after["throttled"] > before["throttled"], "the budget never throttled: the test proves nothing"
     assert (summary["status"], summary["written"], summary["invalid"]) == ("succeeded", 300, 0)
+
+
+async def test_a_fanned_out_blob_loses_nothing_and_poisons_nothing_when_cosmos_throttles(
+        budgeted: Emulators, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+    """Segments write under a 429 budget: the 429s are waited out (the service's retry-after), never
+    counted as a segment's failure, so every record lands and no message reaches the poison queue."""
+    from tests.integration.pipeline import Pipeline, jsonl_blob
+
+    await provision(azurite=budgeted.azurite_connection_string, cosmos=budgeted.cosmos_connection_string,
+                    database="ru", containers={"fanout": "/id"}, blob_containers=[])
+    # The in-process worker (Pipeline.drain) reads these; monkeypatch restores them after the test.
+    for name in ("EtlStorage", "CosmosConnection", "COSMOS_DATABASE", "COSMOS_CONTAINER", "ETL_WORK_QUEUE",
+                 "ETL_INLINE_MAX_BYTES", "ETL_SEGMENT_RECORDS", "ETL_INPUT_CONTAINER", "ETL_SUMMARY_CONTAINER"):
+        monkeypatch.setenv(name, "unset")
+    pipeline = Pipeline(budgeted, "ru", "fanout", tmp_path, settings={"ETL_SEGMENT_RECORDS": "100"})
+    pipeline.apply()
+    blob = jsonl_blob(600, "t")
+    before = budgeted.cosmos_stats()
+    try:
+        await pipeline.create_queues()
+        etag = await pipeline.upload("throttled.jsonl", blob.data)
+        await pipeline.trigger("throttled.jsonl", etag)
+        await pipeline.drain(until=100)
+        summary = await pipeline.summary("throttled.jsonl", etag, timeout=5)
+        poisoned = await pipeline.poison_messages()
+    finally:
+        await clients_close()
+    after = budgeted.cosmos_stats()
+    assert after["throttled"] > before["throttled"], "the budget never throttled: the test proves nothing"
+    assert poisoned == []
+    segments = summary["segments"]
+    assert segments["total"] >= 6 and segments == {"total": segments["total"], "succeeded": segments["total"],
+                                                    "failed": 0, "abandoned": 0}
+    assert (summary["written"], summary["invalid"]) == (len(blob.valid_ids), len(blob.invalid_indexes))
+    assert set(budgeted.cosmos_item_ids("fanout")) == blob.valid_ids
+
+
+async def clients_close() -> None:
+    from common import clients
+
+    await clients.close_all()

@@ -1,5 +1,5 @@
-// Alerts: failed function invocations, messages in a Service Bus dead-letter queue, blobs
-// moved to the blob trigger's poison queue, and blob events Event Grid could not deliver.
+// Alerts: failed function invocations, messages in a Service Bus dead-letter queue, work of a
+// large blob moved to BlobEtlWorker's poison queue, and events Event Grid could not deliver.
 
 @description('Tags for every resource.')
 param tags object
@@ -19,8 +19,11 @@ param queueNames array
 @description('Log Analytics workspace that receives the storage account\'s queue logs.')
 param logAnalyticsWorkspaceId string
 
-@description('Storage account of the blob trigger (its poison queue lives there).')
+@description('Storage account of BlobEtlWorker\'s work queue and its poison queue.')
 param storageAccountName string
+
+@description('BlobEtlWorker\'s poison queue (the work queue\'s name plus -poison).')
+param etlPoisonQueueName string
 
 @description('Event Grid system topic of the storage account\'s blob events.')
 param blobEventsTopicName string
@@ -139,15 +142,16 @@ resource deadLetteredMessages 'Microsoft.Insights/metricAlerts@2018-03-01' = {
   }
 }
 
-// A blob moved to the poison queue: BlobEtl failed on it poisonBlobThreshold times
-// (host.json). The storage account's queue writes are in the workspace (resources.bicep).
-resource poisonBlobs 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
-  name: 'alert-blob-poison-queue-${resourceToken}'
+// A split or a segment of a large blob moved to the poison queue: it failed on every one of
+// maxDequeueCount deliveries (host.json). The blob's summary says failed and names the segment;
+// this tells someone. The storage account's queue writes are in the workspace (resources.bicep).
+resource poisonSegments 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: 'alert-etl-poison-queue-${resourceToken}'
   location: resourceGroup().location
   tags: tags
   properties: {
-    displayName: 'Blob moved to webjobs-blobtrigger-poison'
-    description: 'BlobEtl gave up on a blob: a message was put on the webjobs-blobtrigger-poison queue.'
+    displayName: 'Large-blob work moved to ${etlPoisonQueueName}'
+    description: 'BlobEtlWorker gave up on a split or a segment of a large blob: a message was put on ${etlPoisonQueueName}. The blob\'s summary (summaries/<blob>.summary.json) names the segment, its record range and the reason.'
     severity: 2
     enabled: true
     scopes: [
@@ -159,7 +163,7 @@ resource poisonBlobs 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
     criteria: {
       allOf: [
         {
-          query: 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" | where Uri contains "/webjobs-blobtrigger-poison/"'
+          query: 'StorageQueueLogs | where AccountName == "${storageAccountName}" and OperationName == "PutMessage" | where Uri contains "/${etlPoisonQueueName}"'
           timeAggregation: 'Count'
           operator: 'GreaterThan'
           threshold: 0

@@ -1,10 +1,15 @@
 // The Event Grid subscription that triggers BlobEtl: blob-created events of the `incoming`
-// container go to the blob extension's webhook of the function app.
+// container go to the Event Grid extension's webhook of the function app, where BlobEtl's
+// eventGridTrigger receives each event (the blob's name, ETag and size, never its bytes).
 //
 // Deployed AFTER the code (the azd postdeploy hook, infra/hooks/postdeploy.sh, runs it):
-// the webhook's key (the host's `blobs_extension` system key) exists only once the host
-// has loaded a blob trigger with "source": "EventGrid", and Event Grid validates the
-// endpoint when the subscription is created. By hand, after publishing the code:
+// the webhook's key (the host's `eventgrid_extension` system key) exists only once the host
+// has loaded an Event Grid trigger, and Event Grid validates the endpoint (the extension
+// answers the handshake) when the subscription is created. The webhook form is Microsoft's:
+// https://learn.microsoft.com/azure/azure-functions/event-grid-how-tos#webhook-endpoint-url
+// It answers 202 only after the function has run (500 when it failed, and Event Grid delivers
+// again), and Event Grid waits 30 seconds for that answer; BlobEtl therefore processes only
+// small blobs itself and hands large ones to its work queue. By hand, after publishing the code:
 //   az deployment group create --resource-group <rg> --template-file infra/blob-events.bicep \
 //     --parameters functionAppName=<app> systemTopicName=<topic> storageAccountName=<account>
 //
@@ -20,7 +25,7 @@ param systemTopicName string
 @description('The storage account that holds the containers (AZURE_STORAGE_ACCOUNT_NAME).')
 param storageAccountName string
 
-@description('The function with the Event Grid-source blob trigger.')
+@description('The function with the Event Grid trigger (BlobEtl).')
 param functionName string = 'BlobEtl'
 
 @description('The container whose new blobs trigger the function (ETL_INPUT_CONTAINER).')
@@ -41,9 +46,9 @@ resource systemTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' existing = {
   name: systemTopicName
 }
 
-// The host's system key of the blob extension: it goes from the host's keys into the
+// The host's system key of the Event Grid extension: it goes from the host's keys into the
 // subscription's endpoint, within this deployment (never a parameter or an output).
-var blobExtensionKey = listKeys('${functionApp.id}/host/default', functionApp.apiVersion).systemKeys.blobs_extension
+var eventGridExtensionKey = listKeys('${functionApp.id}/host/default', functionApp.apiVersion).systemKeys.eventgrid_extension
 
 resource blobCreatedToFunction 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-15' = {
   parent: systemTopic
@@ -52,7 +57,7 @@ resource blobCreatedToFunction 'Microsoft.EventGrid/systemTopics/eventSubscripti
     destination: {
       endpointType: 'WebHook'
       properties: {
-        endpointUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?functionName=Host.Functions.${functionName}&code=${blobExtensionKey}'
+        endpointUrl: 'https://${functionApp.properties.defaultHostName}/runtime/webhooks/eventgrid?functionName=${functionName}&code=${eventGridExtensionKey}'
         maxEventsPerBatch: 1
         preferredBatchSizeInKilobytes: 64
       }

@@ -85,6 +85,7 @@ module alerts 'alerts.bicep' = {
     queueNames: resources.outputs.queueNames
     logAnalyticsWorkspaceId: resources.outputs.logAnalyticsWorkspaceId
     storageAccountName: resources.outputs.storageAccountName
+    etlPoisonQueueName: resources.outputs.etlPoisonQueueName
     blobEventsTopicName: resources.outputs.blobEventsTopicName
     eventsTopicName: resources.outputs.eventsTopicName
     alertEmail: alertEmail

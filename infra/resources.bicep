@@ -75,6 +75,10 @@ var cosmosDatabaseName = 'serverless'
 var cosmosContainerName = 'records'
 var etlInputContainerName = 'incoming'
 var etlSummaryContainerName = 'summaries'
+// BlobEtlWorker's Storage queue (splits and segments of large blobs) and the queue extension's
+// poison queue for it (<queue>-poison, created here so the host never has to).
+var etlWorkQueueName = 'etl-work'
+var etlPoisonQueueName = '${etlWorkQueueName}-poison'
 var apiKeySecretName = 'greeting-api-key'
 // Flex Consumption deploys the app package to this container, with the identity.
 var deploymentContainerName = 'app-package'
@@ -87,6 +91,9 @@ var roleIds = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
+  storageQueueDataMessageProcessor: '8a0f0c08-91a1-4084-bc3d-661d67233fed'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -239,8 +246,54 @@ resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-0
   name: 'default'
 }
 
+resource etlWorkQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: etlWorkQueueName
+}
+
+resource etlPoisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: etlPoisonQueueName
+}
+
+// A fanned-out blob's run keeps its claim, manifest, segment results and its own summary under
+// summaries/_runs/<version>/ (the readable summary is summaries/<blob>.summary.json): they are
+// deleted a week after their last write.
+resource runRetention 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: storage
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'etl-runs-after-7-days'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${etlSummaryContainerName}/_runs/'
+              ]
+            }
+            actions: {
+              baseBlob: {
+                delete: {
+                  daysAfterModificationGreaterThan: 7
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
 // Queue writes go to Log Analytics: the poison-queue alert (alerts.bicep) looks for a
-// message put on webjobs-blobtrigger-poison.
+// message put on BlobEtlWorker's poison queue.
 resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
   name: 'queue-writes-to-log-analytics'
   scope: queueService
@@ -255,7 +308,7 @@ resource queueDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-prev
   }
 }
 
-// Blob events of the account, for BlobEtl's Event Grid-source blob trigger. The
+// Blob events of the account, for BlobEtl's Event Grid trigger. The
 // subscription to the function is made after the code is deployed (blob-events.bicep).
 resource blobEventsTopic 'Microsoft.EventGrid/systemTopics@2022-06-15' = {
   name: names.blobEventsTopic
@@ -635,7 +688,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'COSMOS_CONTAINER'
           value: cosmosContainer.name
         }
-        // BlobEtl's trigger (blob and queue endpoints: its poison queue) and summaries.
+        // BlobEtl's blobs and summaries, BlobEtlWorker's queue trigger (EtlStorage__queueServiceUri).
         {
           name: 'EtlStorage__blobServiceUri'
           value: storage.properties.primaryEndpoints.blob
@@ -659,6 +712,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'ETL_SUMMARY_CONTAINER'
           value: etlSummaryContainer.name
+        }
+        {
+          name: 'ETL_WORK_QUEUE'
+          value: etlWorkQueue.name
         }
         // HttpGreeting's API key, read from the vault with the identity.
         {
@@ -778,10 +835,45 @@ resource storageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-0
   }
 }
 
-// The blob trigger's internal queue (host) and its poison queue (EtlStorage).
-resource storageQueueDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(storage.id, identity.id, roleIds.storageQueueDataContributor)
-  scope: storage
+// BlobEtlWorker's work queue: BlobEtl sends split messages and the split sends segment
+// messages (Message Sender); the queue trigger reads and deletes them (Reader and Message
+// Processor, the roles Microsoft lists for the trigger:
+// https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#grant-permission-to-the-identity).
+resource etlWorkQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataMessageSender)
+  scope: etlWorkQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageSender)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource etlWorkQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataReader)
+  scope: etlWorkQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataReader)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource etlWorkQueueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataMessageProcessor)
+  scope: etlWorkQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageProcessor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The queue extension moves a message that failed maxDequeueCount times to <queue>-poison,
+// creating that queue if it is missing: full data rights on that one queue only.
+resource etlPoisonQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(etlPoisonQueue.id, identity.id, roleIds.storageQueueDataContributor)
+  scope: etlPoisonQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
     principalId: identity.properties.principalId
@@ -921,6 +1013,7 @@ output blobEventsTopicName string = blobEventsTopic.name
 output eventsTopicName string = eventsTopic.name
 output eventsTopicEndpoint string = eventsTopic.properties.endpoint
 output etlInputContainerName string = etlInputContainer.name
+output etlPoisonQueueName string = etlPoisonQueue.name
 output eventDeadLetterContainerName string = eventDeadLetterContainer.name
 output serviceBusNamespaceId string = serviceBus.id
 output serviceBusNamespaceName string = serviceBus.name

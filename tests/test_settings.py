@@ -83,6 +83,52 @@ def test_identity_based_connections(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.storage_connection().endpoint == "https://other.blob.core.windows.net/"
 
 
+def test_the_queue_service_of_a_storage_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, EtlStorage__accountName="mystorage")
+    assert settings.storage_queue_connection().endpoint == "https://mystorage.queue.core.windows.net/"
+    set_env(monkeypatch, EtlStorage__queueServiceUri="https://other.queue.core.windows.net")
+    assert settings.storage_queue_connection().endpoint == "https://other.queue.core.windows.net/"
+    monkeypatch.delenv("EtlStorage__accountName")
+    monkeypatch.delenv("EtlStorage__queueServiceUri")
+    set_env(monkeypatch, EtlStorage__blobServiceUri="https://other.blob.core.windows.net")
+    with pytest.raises(ConfigurationError, match="'EtlStorage__queueServiceUri' is not set"):
+        settings.storage_queue_connection()
+
+
+@pytest.mark.parametrize(("value", "ok"), [("etl-work", True), ("a1b", True), ("ab", False), ("Etl-work", False),
+                                           ("etl--work", False), ("-etl", False), ("etl-", False), ("e" * 56, True),
+                                           ("e" * 57, False), ("etl_work", False)])
+def test_the_work_queue_name_follows_storage_rules_with_room_for_poison(value: str, ok: bool) -> None:
+    if ok:
+        assert settings.etl_settings({"ETL_WORK_QUEUE": value}).work_queue == value
+    else:
+        with pytest.raises(ConfigurationError, match="ETL_WORK_QUEUE.*-poison"):
+            settings.etl_settings({"ETL_WORK_QUEUE": value})
+
+
+def test_fan_out_bounds_are_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = settings.etl_settings({})
+    assert (cfg.inline_max_bytes, cfg.segment_records, cfg.segment_bytes) == (1024 * 1024, 5000, 4 * 1024 * 1024)
+    with pytest.raises(ConfigurationError, match="ETL_SEGMENT_BYTES"):
+        settings.etl_settings({"ETL_SEGMENT_BYTES": str(65 * 1024 * 1024)})
+    with pytest.raises(ConfigurationError, match="ETL_SEGMENT_RECORDS"):
+        settings.etl_settings({"ETL_SEGMENT_RECORDS": "0"})
+
+
+def test_max_dequeue_count_is_read_from_host_json(tmp_path: Path) -> None:
+    from common.host_config import queue_max_dequeue_count, read_queue_max_dequeue_count
+
+    host = tmp_path / "host.json"
+    host.write_text('{"version": "2.0"}')
+    assert read_queue_max_dequeue_count(host) == 5
+    host.write_text('{"version": "2.0", "extensions": {"queues": {"maxDequeueCount": 3}}}')
+    assert read_queue_max_dequeue_count(host) == 3
+    host.write_text('{"version": "2.0", "extensions": {"queues": {"maxDequeueCount": "3"}}}')
+    with pytest.raises(ConfigurationError, match="maxDequeueCount"):
+        read_queue_max_dequeue_count(host)
+    assert queue_max_dequeue_count() == 5  # the app's own host.json
+
+
 def test_missing_connection_names_both_forms() -> None:
     with pytest.raises(ConfigurationError) as info:
         settings.cosmos_connection()

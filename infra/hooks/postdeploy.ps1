@@ -12,12 +12,12 @@ if (-not (Get-Command az -ErrorAction SilentlyContinue)) {
     throw "postdeploy: the Azure CLI (az) is needed to subscribe BlobEtl to blob events; install it, run 'az login', then 'azd hooks run postdeploy'."
 }
 
-# Wake the app and wait until the host has created the blobs_extension key (never printed).
+# Wake the app and wait until the host has created the eventgrid_extension key (never printed).
 $attempt = 1
 while ((az functionapp keys list --resource-group $env:AZURE_RESOURCE_GROUP --name $env:AZURE_FUNCTION_APP_NAME `
-          --query 'systemKeys.blobs_extension != null' --output tsv 2>$null) -ne 'true') {
+          --query 'systemKeys.eventgrid_extension != null' --output tsv 2>$null) -ne 'true') {
     if ($attempt -gt 30) {
-        throw "postdeploy: the host of $env:AZURE_FUNCTION_APP_NAME has no blobs_extension key after 5 minutes; check that BlobEtl/function.json has `"source`": `"EventGrid`", then 'azd hooks run postdeploy'."
+        throw "postdeploy: the host of $env:AZURE_FUNCTION_APP_NAME has no eventgrid_extension key after 5 minutes; check that the code is deployed (BlobEtl/function.json has an eventGridTrigger), then 'azd hooks run postdeploy'."
     }
     Write-Host "postdeploy: waiting for the function host to start ($attempt/30)..."
     try { Invoke-WebRequest -Uri $env:AZURE_FUNCTION_APP_URL -TimeoutSec 30 -UseBasicParsing | Out-Null } catch { }

@@ -4,8 +4,8 @@
 # idempotent. Needs the Azure CLI, signed in to the same subscription as azd.
 #
 # Why after the deployment of the code: Event Grid validates the webhook when the
-# subscription is created, and the webhook's key (the host's blobs_extension system key)
-# exists only once the host has loaded BlobEtl's Event Grid-source blob trigger.
+# subscription is created, and the webhook's key (the host's eventgrid_extension system key)
+# exists only once the host has loaded BlobEtl's Event Grid trigger (eventGridTrigger).
 set -eu
 
 : "${AZURE_RESOURCE_GROUP:?is not set: run this through azd (azd deploy), or export the values of azd env get-values}"
@@ -24,10 +24,10 @@ fi
 # The query prints only whether the key exists, never the key.
 attempt=1
 until [ "$(az functionapp keys list --resource-group "$AZURE_RESOURCE_GROUP" --name "$AZURE_FUNCTION_APP_NAME" \
-            --query 'systemKeys.blobs_extension != null' --output tsv 2>/dev/null || true)" = "true" ]; do
+            --query 'systemKeys.eventgrid_extension != null' --output tsv 2>/dev/null || true)" = "true" ]; do
   if [ "$attempt" -gt 30 ]; then
-    echo "postdeploy: the host of $AZURE_FUNCTION_APP_NAME has no blobs_extension key after 5 minutes." >&2
-    echo "Check that the code is deployed and BlobEtl/function.json has \"source\": \"EventGrid\", then 'azd hooks run postdeploy'." >&2
+    echo "postdeploy: the host of $AZURE_FUNCTION_APP_NAME has no eventgrid_extension key after 5 minutes." >&2
+    echo "Check that the code is deployed (BlobEtl/function.json has an eventGridTrigger), then 'azd hooks run postdeploy'." >&2
     exit 1
   fi
   echo "postdeploy: waiting for the function host to start ($attempt/30)..."

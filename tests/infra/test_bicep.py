@@ -20,6 +20,9 @@ from tests.infra.tools import REPO
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
+STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
+STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
+STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 SERVICE_BUS_DATA_RECEIVER = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"
 SERVICE_BUS_DATA_SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -34,8 +37,16 @@ ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 #: type of the scope resource, principal). Anything else is a privilege nobody asked for.
 EXPECTED_ROLE_ASSIGNMENTS = {
     "storageBlobDataOwner": (STORAGE_BLOB_DATA_OWNER, "storage", "Microsoft.Storage/storageAccounts", "identity"),
-    "storageQueueDataContributor": (
-        STORAGE_QUEUE_DATA_CONTRIBUTOR, "storage", "Microsoft.Storage/storageAccounts", "identity"),
+    # BlobEtlWorker's work queue: sent to (BlobEtl, the split), read and deleted (the queue trigger);
+    # its poison queue, which the queue extension writes (and creates if missing).
+    "etlWorkQueueSender": (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "etlWorkQueue",
+                           "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
+    "etlWorkQueueReader": (STORAGE_QUEUE_DATA_READER, "etlWorkQueue",
+                           "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
+    "etlWorkQueueProcessor": (STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, "etlWorkQueue",
+                              "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
+    "etlPoisonQueueContributor": (STORAGE_QUEUE_DATA_CONTRIBUTOR, "etlPoisonQueue",
+                                  "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
     "inputQueueReceiver": (SERVICE_BUS_DATA_RECEIVER, "inputQueue", "Microsoft.ServiceBus/namespaces/queues", "identity"),
     "outputQueueSender": (SERVICE_BUS_DATA_SENDER, "outputQueue", "Microsoft.ServiceBus/namespaces/queues", "identity"),
     "invalidQueueSender": (SERVICE_BUS_DATA_SENDER, "invalidQueue", "Microsoft.ServiceBus/namespaces/queues", "identity"),
@@ -450,24 +461,48 @@ def test_main_outputs_the_key_vault_name_that_azd_reads_the_key_back_from(bicep_
 # Blob events: Event Grid source for BlobEtl on Flex Consumption.
 
 
-def test_blob_events_go_to_the_blob_extension_webhook_of_blob_etl(bicep_files: dict[str, BicepFile]) -> None:
+def test_blob_events_go_to_the_event_grid_webhook_of_blob_etl(bicep_files: dict[str, BicepFile]) -> None:
     events = bicep_files["blob-events.bicep"]
     subscription = only(events, "Microsoft.EventGrid/systemTopics/eventSubscriptions")
     destination = subscription.get("properties", "destination")
     assert destination["endpointType"] == "WebHook"
     url = destination["properties"]["endpointUrl"]
-    assert url.startswith("https://${functionApp.properties.defaultHostName}/runtime/webhooks/blobs?")
-    assert "functionName=Host.Functions.${functionName}" in url
-    assert url.endswith("&code=${blobExtensionKey}")
-    # The key is the host's blobs_extension system key, read inside the deployment: never a
+    assert url.startswith("https://${functionApp.properties.defaultHostName}/runtime/webhooks/eventgrid?")
+    assert "functionName=${functionName}&" in url  # the function's own name (not Host.Functions.X)
+    assert url.endswith("&code=${eventGridExtensionKey}")
+    assert destination["properties"]["maxEventsPerBatch"] == 1
+    # The key is the host's eventgrid_extension system key, read inside the deployment: never a
     # parameter, never an output.
-    key = events.variables["blobExtensionKey"]["operator"]["operands"]
+    key = events.variables["eventGridExtensionKey"]["operator"]["operands"]
     assert key["operand_1"]["function"]["parameters"]["func_name"] == "listKeys"
     assert key["operand_1"]["function"]["parameters"]["resource_identifier"] == "${functionApp.id}/host/default"
-    assert key["operand_2"]["operator"]["operands"] == {"operand_1": "systemKeys", "operand_2": "blobs_extension"}
-    assert "blobExtensionKey" not in text_of(events.outputs)
+    assert key["operand_2"]["operator"]["operands"] == {"operand_1": "systemKeys", "operand_2": "eventgrid_extension"}
+    assert "eventGridExtensionKey" not in text_of(events.outputs)
     assert not [name for name in events.parameters if "key" in name.lower()]
     assert events.parameters["functionName"]["default"] == "BlobEtl"
+
+
+def test_blob_etl_is_an_event_grid_trigger_and_its_worker_a_queue_trigger_on_the_deployed_queue(
+        resources: BicepFile, settings: dict[str, object]) -> None:
+    blob_etl = json.loads((REPO / "BlobEtl" / "function.json").read_text(encoding="utf-8"))
+    assert [b["type"] for b in blob_etl["bindings"]] == ["eventGridTrigger"]
+    worker = json.loads((REPO / "BlobEtlWorker" / "function.json").read_text(encoding="utf-8"))
+    [trigger] = worker["bindings"]
+    assert (trigger["type"], trigger["queueName"], trigger["connection"]) == ("queueTrigger", "%ETL_WORK_QUEUE%",
+                                                                             "EtlStorage")
+    queues = {r.symbol for r in resources.resources("Microsoft.Storage/storageAccounts/queueServices/queues")}
+    assert queues == {"etlWorkQueue", "etlPoisonQueue"}
+    assert resources.variables["etlWorkQueueName"] == "etl-work"
+    assert resources.resolve(resources.variables["etlPoisonQueueName"]) == "etl-work-poison"
+    assert settings["ETL_WORK_QUEUE"] == accessor("etlWorkQueue", "name")
+    assert "EtlStorage__queueServiceUri" in settings
+
+
+def test_a_fanned_out_blobs_run_files_are_deleted_after_a_week(resources: BicepFile) -> None:
+    policy = only(resources, "Microsoft.Storage/storageAccounts/managementPolicies")
+    [rule] = policy.get("properties", "policy", "rules")
+    assert rule["definition"]["filters"]["prefixMatch"] == ["${etlSummaryContainerName}/_runs/"]
+    assert rule["definition"]["actions"]["baseBlob"]["delete"]["daysAfterModificationGreaterThan"] == 7
 
 
 def test_blob_events_are_only_blob_created_in_incoming(bicep_files: dict[str, BicepFile]) -> None:
@@ -539,13 +574,6 @@ def test_alerts_on_events_event_grid_could_not_deliver(bicep_files: dict[str, Bi
         assert alert.get("properties", "criteria", "allOf")[0]["metricNamespace"] == "Microsoft.EventGrid/topics"
 
 
-def test_blob_etl_function_json_uses_the_event_grid_source() -> None:
-    binding = json.loads((REPO / "BlobEtl" / "function.json").read_text(encoding="utf-8"))["bindings"][0]
-    if "source" not in binding:
-        pytest.xfail('BlobEtl/function.json has no "source": "EventGrid" yet; Flex Consumption needs it (infra/README.md)')
-    assert binding["source"] == "EventGrid"
-
-
 # --------------------------------------------------------------------------------------
 # Alerts.
 
@@ -573,10 +601,12 @@ def test_alert_on_service_bus_dead_letters(bicep_files: dict[str, BicepFile]) ->
     assert (criterion["operator"], criterion["threshold"]) == ("GreaterThan", 0)
 
 
-def test_alert_on_the_blob_trigger_poison_queue(bicep_files: dict[str, BicepFile], resources: BicepFile) -> None:
+def test_alert_on_the_work_queues_poison_queue(bicep_files: dict[str, BicepFile], resources: BicepFile) -> None:
     alerts = only(bicep_files["alerts.bicep"], "Microsoft.Insights/scheduledQueryRules")
     query = alerts.get("properties", "criteria", "allOf")[0]["query"]
-    assert "StorageQueueLogs" in query and "PutMessage" in query and "webjobs-blobtrigger-poison" in query
+    assert "StorageQueueLogs" in query and "PutMessage" in query and "/${etlPoisonQueueName}" in query
+    assert "etlPoisonQueueName" in bicep_files["alerts.bicep"].parameters
+    assert "etlPoisonQueueName" in text_of(bicep_files["main.bicep"].modules["alerts"]["config"]["params"])
     # The query reads the storage account's queue logs, which a diagnostic setting sends there.
     diagnostics = only(resources, "Microsoft.Insights/diagnosticSettings")
     assert diagnostics.get("scope") == "queueService"

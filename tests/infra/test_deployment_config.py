@@ -59,8 +59,8 @@ def test_azd_postdeploy_hooks_exist(azure_yaml: dict[str, Any]) -> None:
         text = script.read_text(encoding="utf-8")
         assert "infra/blob-events.bicep" in text
         # The hook asks only whether the webhook key exists; the key itself never leaves Azure.
-        reads = [line for line in text.splitlines() if "systemKeys.blobs_extension" in line]
-        assert reads and all("systemKeys.blobs_extension != null" in line for line in reads), reads
+        reads = [line for line in text.splitlines() if "systemKeys.eventgrid_extension" in line]
+        assert reads and all("systemKeys.eventgrid_extension != null" in line for line in reads), reads
 
 
 # --------------------------------------------------------------------------------------

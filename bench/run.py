@@ -68,6 +68,12 @@ class Sizes:
     ru_budget: int
     ru_records: int
     ru_cleanup_items: int
+    #: The pipeline: records of the scaling runs, their segment size, worker counts, the blob sizes (MB)
+    #: whose split and segment memory is compared.
+    pipeline_records: int = 9000
+    pipeline_segment_records: int = 250
+    pipeline_workers: tuple[int, ...] = (1, 2, 4)
+    pipeline_blob_mb: tuple[int, ...] = (50, 1024)
 
 
 FULL = Sizes(coldstart_runs=3, http_ours=2000, http_baseline=200, cpu_records=5000, cpu_rounds=3,
@@ -75,10 +81,16 @@ FULL = Sizes(coldstart_runs=3, http_ours=2000, http_baseline=200, cpu_records=50
              ru_budget=2000, ru_records=8000, ru_cleanup_items=3000)
 QUICK = Sizes(coldstart_runs=1, http_ours=300, http_baseline=30, cpu_records=1000, cpu_rounds=3,
               memory_records=(), latency_records=600, latency_baseline_records=200, cleanup_items=400,
-              ru_budget=1000, ru_records=1500, ru_cleanup_items=600)
+              ru_budget=1000, ru_records=1500, ru_cleanup_items=600, pipeline_records=3000,
+              pipeline_segment_records=125, pipeline_blob_mb=(20, 100))
 SMOKE = Sizes(coldstart_runs=1, http_ours=30, http_baseline=5, cpu_records=100, cpu_rounds=1,
               memory_records=(200,), latency_records=60, latency_baseline_records=20, cleanup_items=60,
-              ru_budget=1000, ru_records=150, ru_cleanup_items=60)
+              ru_budget=1000, ru_records=150, ru_cleanup_items=60, pipeline_records=200,
+              pipeline_segment_records=50, pipeline_workers=(1, 2), pipeline_blob_mb=(1, 2))
+#: The pipeline's scaling runs model one instance per worker process in a latency-bound regime:
+#: 50 ms in front of Cosmos DB and a few writes in flight per worker.
+PIPELINE_LATENCY_MS = 50
+PIPELINE_WRITES_IN_FLIGHT = "3"
 
 
 @dataclass
@@ -355,6 +367,142 @@ def measure_ru_budget(sizes: Sizes, emulators: Emulators, rows: list[Row], resul
     results["ru_budget"] = entry
 
 
+def measure_pipeline(sizes: Sizes, folder: Path, rows: list[Row], results: dict[str, Any]) -> None:
+    """Records/s of a fanned-out blob with 1, 2 and 4 worker processes at 50 ms per Cosmos round
+    trip (each worker: host.json's batch of segments, ETL_WRITE_CONCURRENCY=3), with each worker's
+    CPU; then the peak RSS growth of a split and of one segment on a small and a large blob."""
+    from devhost.pipeline import Pipeline, jsonl_blob
+
+    entry: dict[str, Any] = {"latency_ms": PIPELINE_LATENCY_MS, "writes_in_flight": int(PIPELINE_WRITES_IN_FLIGHT),
+                             "records": sizes.pipeline_records, "scaling": {}}
+    saved = dict(os.environ)
+    with Emulators.start(folder / "pipeline", cosmos_latency_ms=PIPELINE_LATENCY_MS) as emulators:
+        try:
+            asyncio.run(provision(azurite=emulators.azurite_connection_string,
+                                  cosmos=emulators.cosmos_connection_string, database=DATABASE, containers={},
+                                  blob_containers=["incoming", "summaries"]))
+            rates: dict[int, float] = {}
+            for workers in sizes.pipeline_workers:
+                run = _pipeline_scaling_run(sizes, emulators, folder, workers, Pipeline, jsonl_blob)
+                entry["scaling"][workers] = run
+                rates[workers] = run["records_per_second"]
+                cpu = ", ".join(f"{c:.1f}" for c in run["worker_cpu_seconds"])
+                per_core = max(c / run["seconds"] for c in run["worker_cpu_seconds"])
+                previous = rates.get(workers // 2)
+                efficiency = rates[workers] / (2 * previous) if previous else None
+                rows.append(Row(f"pipeline records/s, {workers} worker process{'es' if workers > 1 else ''}",
+                                rates[workers], previous, "rec/s",
+                                ">= 0.8 efficiency per doubling" if previous else "",
+                                (efficiency >= 0.8) if efficiency is not None else None,
+                                f"{sizes.pipeline_records:,} records in {run['seconds']:.1f} s; worker CPU s {cpu} "
+                                f"(busiest {per_core:.2f} of a core)"
+                                + (f"; efficiency {efficiency:.2f} (baseline column: {workers // 2} workers)"
+                                   if efficiency is not None else "")))
+            entry["memory"] = _pipeline_memory(sizes, emulators, folder, rows, Pipeline)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    results["pipeline"] = entry
+
+
+def _pipeline_scaling_run(sizes: Sizes, emulators: Emulators, folder: Path, workers: int, pipeline_type: Any,
+                          make_blob: Any) -> dict[str, Any]:
+    say(f"pipeline: {sizes.pipeline_records:,} records, {workers} worker processes, {PIPELINE_LATENCY_MS} ms")
+    container = fresh_container(emulators)
+    run_dir = folder / f"pipeline-{workers}"
+    run_dir.mkdir()
+    pipeline = pipeline_type(emulators, DATABASE, container, run_dir, settings={
+        "ETL_SEGMENT_RECORDS": str(sizes.pipeline_segment_records), "ETL_WRITE_CONCURRENCY": PIPELINE_WRITES_IN_FLIGHT})
+    pipeline.apply()
+    blob = make_blob(sizes.pipeline_records, f"w{workers}-")
+
+    async def go() -> tuple[float, dict[str, Any], list[float], list[float]]:
+        from common import clients
+
+        await pipeline.create_queues()
+        name = f"scale-{workers}.jsonl"
+        etag = await pipeline.upload(name, blob.data)
+        pipeline.start_workers(workers)
+        await asyncio.to_thread(pipeline.wait_workers_ready)
+        cpu_before = pipeline.worker_cpu_seconds()  # the runtime's start is not the run's
+        started = time.perf_counter()
+        await pipeline.trigger(name, etag)
+        summary = await pipeline.summary(name, etag, timeout=900)
+        elapsed = time.perf_counter() - started
+        cpu_after = pipeline.worker_cpu_seconds()
+        await clients.close_all()
+        return elapsed, summary, cpu_before, cpu_after
+
+    try:
+        elapsed, summary, cpu_before, cpu_after = asyncio.run(go())
+    finally:
+        pipeline.stop_workers()
+    if summary["written"] != len(blob.valid_ids) or summary["segments"]["failed"]:
+        raise RuntimeError(f"pipeline run with {workers} workers lost records: {summary}")
+    landed = len(emulators.cosmos_item_ids(container))
+    if landed != len(blob.valid_ids):
+        raise RuntimeError(f"{landed} items landed, expected {len(blob.valid_ids)}")
+    return {"seconds": elapsed, "records_per_second": sizes.pipeline_records / elapsed,
+            "segments": summary["segments"]["total"],
+            "worker_cpu_seconds": [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]}
+
+
+def _pipeline_memory(sizes: Sizes, emulators: Emulators, folder: Path, rows: list[Row],
+                     pipeline_type: Any) -> dict[str, Any]:
+    measured: dict[int, dict[str, Any]] = {}
+    for megabytes in sizes.pipeline_blob_mb:
+        say(f"pipeline memory: a {megabytes} MB JSON Lines blob, split and one segment")
+        run_dir = folder / f"pipeline-mem-{megabytes}"
+        run_dir.mkdir()
+        # The app's defaults: segments of up to 5,000 records and 4 MiB, 32 writes in flight.
+        pipeline = pipeline_type(emulators, DATABASE, fresh_container(emulators), run_dir, settings={
+            "ETL_SEGMENT_RECORDS": "5000", "ETL_SEGMENT_BYTES": str(4 * 2**20), "ETL_WRITE_CONCURRENCY": "32"})
+        pipeline.apply()
+        name = f"memory-{megabytes}.jsonl"
+        etag, size = asyncio.run(_upload_large(pipeline, name, megabytes))
+        env = dict(pipeline.settings)
+        split = worker("pipeline", "split", "--blob", name, "--etag", etag, "--size", str(size), env=env)
+        segment = worker("pipeline", "segment", "--blob", name, "--etag", etag, "--size", str(size), env=env)
+        measured[megabytes] = {"split": split, "segment": segment}
+    small, large = min(measured), max(measured)
+    for step, what in (("split", "splitting"), ("segment", "one segment's worker")):
+        a = measured[small][step]["peak_growth_bytes"] / 2**20
+        b = measured[large][step]["peak_growth_bytes"] / 2**20
+        rows.append(Row(f"pipeline peak RSS growth, {what}: {large:,} MB vs {small} MB blob", b, a, "MB",
+                        "differ by < 20 MB", abs(b - a) < 20,
+                        f"RSS sampled every 2 ms above where the step began; {step} of the {large:,} MB blob "
+                        f"took {measured[large][step]['seconds']:.1f} s"
+                        + (f" ({large / measured[large][step]['seconds']:.0f} MB/s, "
+                           f"{measured[large]['split']['segments_queued']:,} segments)" if step == "split" else
+                           f", {measured[large][step]['records']:,} records")))
+    return measured
+
+
+async def _upload_large(pipeline: Any, name: str, megabytes: int) -> tuple[str, int]:
+    """A JSON Lines blob of about ``megabytes`` MB uploaded block by block (never whole in memory)."""
+    from azure.storage.blob import BlobBlock
+
+    from common import clients
+
+    await pipeline.create_queues()
+    client = clients.blob_service_client("EtlStorage").get_blob_client("incoming", name)
+    line = b'{"id": "m%09d", "data": "%s", "source": "bench", "type": "reading"}\n'
+    filler = b"x" * 120
+    block_bytes = 8 * 2**20
+    per_block = block_bytes // len(line % (0, filler))
+    blocks, size, index = [], 0, 0
+    while size < megabytes * 2**20:
+        data = b"".join(line % (index + i, filler) for i in range(per_block))
+        index += per_block
+        block_id = f"{len(blocks):08d}"
+        await client.stage_block(block_id, data)
+        blocks.append(BlobBlock(block_id=block_id))
+        size += len(data)
+    result = await client.commit_block_list(blocks)
+    await clients.close_all()
+    return str(result["etag"]), size
+
+
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
@@ -406,6 +554,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_rows(latency, rows)
         with Emulators.start(folder / "budget", cosmos_ru_per_second=sizes.ru_budget) as budgeted:
             measure_ru_budget(sizes, budgeted, rows, results)
+        measure_pipeline(sizes, folder, rows, results)
     results["rows"] = [{**r.__dict__, "ratio": r.ratio} for r in rows]
     results["seconds"] = round(time.monotonic() - started, 1)
     table = render(rows)

@@ -163,6 +163,32 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+class _RssSampler:
+    """The highest resident set size seen while the block runs, sampled every 2 ms by a thread."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes())
+            self._stop.wait(0.002)
+
+    def __enter__(self) -> _RssSampler:
+        self.peak = _rss_bytes()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss_bytes())
+
+
 class Context:
     def __init__(self, name: str) -> None:
         self.function_name = name
@@ -592,6 +618,58 @@ async def _raw_delete(items: int, concurrency: int) -> float:
     return elapsed
 
 
+# ------------------------------------------------------------ the pipeline's memory
+
+def pipeline_step(step: str, blob: str, etag: str, size: int) -> dict[str, Any]:
+    """Peak RSS growth of one step of a fanned-out blob, in this fresh process: ``split`` splits the
+    blob (reads every byte, sends every segment message); ``segment`` takes the first segment
+    message from the work queue and writes its records. Growth is the process's peak RSS after the
+    step less its peak before it (imports, clients and one storage round trip done)."""
+    from BlobEtl.fanout import BlobVersion, SplitWork, encode_work, handle_work
+    from common import clients, settings
+    from common.logs import bind_invocation
+
+    async def run() -> dict[str, Any]:
+        cfg = settings.etl_settings()
+        blobs = clients.blob_service_client("EtlStorage")
+        queue = clients.storage_queue(cfg.work_queue)
+        await blobs.get_blob_client("incoming", blob).get_blob_properties()
+        await queue.get_queue_properties()
+        container = clients.cosmos_container()
+        await container.read()
+        if step == "split":
+            body = encode_work(SplitWork(BlobVersion("incoming", blob, etag, size), "2026-11-27T00:00:00.000Z"))
+            message_id = f"bench-split-{uuid.uuid4()}"
+        else:
+            [message] = [m async for m in queue.receive_messages(max_messages=1, visibility_timeout=600)]
+            body, message_id = bytes(message.content), message.id
+        peak_before = _peak_rss_bytes()
+        rss_before = _rss_bytes()
+        sampler = _RssSampler()
+        started = time.perf_counter()
+        with sampler:
+            work = await handle_work(body, message_id=message_id, dequeue_count=1, max_dequeue_count=5, cfg=cfg,
+                                     log=bind_invocation(Context("BlobEtlWorker")), blob_service=blobs,
+                                     queue=lambda: queue, container=clients.cosmos_container,
+                                     throttle=clients.cosmos_throttle_signal())
+        elapsed = time.perf_counter() - started
+        result: dict[str, Any] = {"seconds": elapsed, "rss_before_bytes": rss_before, "size": size,
+                                  # The step's own peak above where it started (RSS sampled every 2 ms) ...
+                                  "peak_growth_bytes": max(0, sampler.peak - rss_before),
+                                  # ... and the process's peak RSS growth (0 when the step stayed under the
+                                  # peak that imports and client set-up had already reached).
+                                  "process_peak_growth_bytes": _peak_rss_bytes() - peak_before}
+        if step == "split":
+            props = await queue.get_queue_properties()
+            result["segments_queued"] = props.approximate_message_count
+        else:
+            result["records"] = getattr(work, "segment").records
+        await clients.close_all()
+        return result
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="measurement", required=True)
@@ -613,6 +691,11 @@ def main() -> None:
     p = sub.add_parser("raw-upsert")
     p.add_argument("--records", type=int, required=True)
     p.add_argument("--concurrency", type=int, required=True)
+    p = sub.add_parser("pipeline")
+    p.add_argument("step", choices=["split", "segment"])
+    p.add_argument("--blob", required=True)
+    p.add_argument("--etag", required=True)
+    p.add_argument("--size", type=int, required=True)
     p = sub.add_parser("cleanup")
     p.add_argument("impl", choices=["ours", "baseline", "raw"])
     p.add_argument("--items", type=int, required=True)
@@ -628,6 +711,8 @@ def main() -> None:
         result = etl(args.impl, args.records, args.trace_memory)
     elif args.measurement == "raw-upsert":
         result = raw_upsert(args.records, args.concurrency)
+    elif args.measurement == "pipeline":
+        result = pipeline_step(args.step, args.blob, args.etag, args.size)
     else:
         result = cleanup(args.impl, args.items, args.concurrency)
     print(json.dumps(result))

@@ -19,7 +19,7 @@ import pytest_asyncio
 
 from devhost.emulators import Emulators
 from tests.integration.conftest import DATABASE, new_container
-from tests.integration.pipeline import Blob, Pipeline, json_array_blob, jsonl_blob
+from devhost.pipeline import Blob, Pipeline, json_array_blob, jsonl_blob
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 

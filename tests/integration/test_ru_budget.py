@@ -119,7 +119,7 @@ async def test_a_fanned_out_blob_loses_nothing_and_poisons_nothing_when_cosmos_t
         budgeted: Emulators, monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
     """Segments write under a 429 budget: the 429s are waited out (the service's retry-after), never
     counted as a segment's failure, so every record lands and no message reaches the poison queue."""
-    from tests.integration.pipeline import Pipeline, jsonl_blob
+    from devhost.pipeline import Pipeline, jsonl_blob
 
     await provision(azurite=budgeted.azurite_connection_string, cosmos=budgeted.cosmos_connection_string,
                     database="ru", containers={"fanout": "/id"}, blob_containers=[])

@@ -1,4 +1,6 @@
-"""Driving the data-processing pipeline on the emulators, for the integration tests and the benchmark.
+"""Driving the data-processing pipeline on the emulators (the integration tests and the benchmark).
+
+A development tool, never deployed.
 
 A :class:`Pipeline` owns one run's Storage queue (and its poison queue) and points the app's
 settings at the emulators. BlobEtl's part (the BlobCreated event) runs in the calling process,
@@ -28,6 +30,17 @@ from devhost.emulators import Emulators
 from devhost.start import PROJECT_ROOT, queue_worker_command
 
 SUMMARY_CONTAINER = "summaries"
+
+
+class _Context:
+    """What the Functions worker passes as ``context`` (for the app's log lines)."""
+
+    trace_context = None
+
+    def __init__(self, function_name: str) -> None:
+        self.function_name = function_name
+        self.invocation_id = str(uuid.uuid4())
+        self.function_directory = str(PROJECT_ROOT / function_name)
 INPUT_CONTAINER = "incoming"
 
 
@@ -137,6 +150,27 @@ class Pipeline:
             started.append(process)
         return started
 
+    def wait_workers_ready(self, timeout: float = 60.0) -> None:
+        """Until every worker process says it runs its queue triggers (the runtime loaded the app)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logs = self.worker_logs()
+            if all(f"queue worker {process.pid} running" in logs for process in self.workers):
+                return
+            self._check_workers_alive()
+            if time.monotonic() > deadline:
+                raise AssertionError(f"queue workers not ready within {timeout} s:\n{logs[-3000:]}")
+            time.sleep(0.1)
+
+    def worker_cpu_seconds(self) -> list[float]:
+        """CPU seconds (user + system) each worker process has used so far."""
+        ticks = os.sysconf("SC_CLK_TCK")
+        seconds = []
+        for process in self.workers:
+            fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            seconds.append((int(fields[11]) + int(fields[12])) / ticks)
+        return seconds
+
     def stop_workers(self) -> None:
         for process in self.workers:
             if process.poll() is None:
@@ -173,12 +207,11 @@ class Pipeline:
         from BlobEtl.etl import BlobRef
         from common import clients, settings
         from common.logs import bind_invocation
-        from tests.conftest import FakeContext
 
         cfg = settings.etl_settings()
         return await handle_blob_created(
             BlobCreated(BlobRef(INPUT_CONTAINER, name), etag.strip('"'), None), cfg=cfg,
-            log=bind_invocation(FakeContext(function_name="BlobEtl")),
+            log=bind_invocation(_Context("BlobEtl")),
             blob_service=clients.blob_service_client("EtlStorage"),
             queue=lambda: clients.storage_queue(cfg.work_queue))
 
@@ -256,7 +289,6 @@ class Pipeline:
         from BlobEtl.fanout import handle_work
         from common import clients, settings
         from common.logs import bind_invocation
-        from tests.conftest import FakeContext
 
         cfg = settings.etl_settings()
         queue = clients.storage_queue(cfg.work_queue)
@@ -280,7 +312,7 @@ class Pipeline:
                     await handle_work(bytes(message.content), message_id=message.id,
                                       dequeue_count=message.dequeue_count,
                                       max_dequeue_count=queue_max_dequeue_count(), cfg=cfg,
-                                      log=bind_invocation(FakeContext(function_name="BlobEtlWorker")),
+                                      log=bind_invocation(_Context("BlobEtlWorker")),
                                       blob_service=clients.blob_service_client("EtlStorage"),
                                       queue=lambda: queue, container=clients.cosmos_container,
                                       throttle=clients.cosmos_throttle_signal())

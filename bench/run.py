@@ -448,7 +448,7 @@ def _pipeline_scaling_run(sizes: Sizes, emulators: Emulators, folder: Path, work
 
 
 def _pipeline_memory(sizes: Sizes, emulators: Emulators, folder: Path, rows: list[Row],
-                     pipeline_type: Any) -> dict[str, Any]:
+                     pipeline_type: Any) -> dict[int, dict[str, Any]]:
     measured: dict[int, dict[str, Any]] = {}
     for megabytes in sizes.pipeline_blob_mb:
         say(f"pipeline memory: a {megabytes} MB JSON Lines blob, split and one segment")
@@ -490,7 +490,8 @@ async def _upload_large(pipeline: Any, name: str, megabytes: int) -> tuple[str, 
     filler = b"x" * 120
     block_bytes = 8 * 2**20
     per_block = block_bytes // len(line % (0, filler))
-    blocks, size, index = [], 0, 0
+    blocks: list[Any] = []
+    size = index = 0
     while size < megabytes * 2**20:
         data = b"".join(line % (index + i, filler) for i in range(per_block))
         index += per_block

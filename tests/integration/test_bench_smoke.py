@@ -15,13 +15,13 @@ import pytest
 
 from tests.conftest import APP_ROOT
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(400)]
 
 
 def test_smoke_run_measures_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     result = subprocess.run([sys.executable, "-m", "bench.run", "--smoke", "--out", str(out)], cwd=APP_ROOT,
-                            capture_output=True, text=True, timeout=280)
+                            capture_output=True, text=True, timeout=380)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.loads(out.read_text())
     figures = {row["figure"]: row for row in results["rows"]}
@@ -46,3 +46,11 @@ def test_smoke_run_measures_every_figure(tmp_path: Path) -> None:
     assert all(entry["server_ms_per_request"] > 0 for entry in cpu.values())
     assert results["ru_budget"]["etl"]["server_charged"] >= 150 * 5
     assert "| figure" in result.stdout and "ours/naive" in result.stdout
+    # The pipeline: a rate per worker count, each worker's CPU, and both steps' memory on two blob sizes.
+    assert figures["pipeline records/s, 1 worker process"]["ours"] > 0
+    assert figures["pipeline records/s, 2 worker processes"]["baseline"] > 0
+    scaling = results["pipeline"]["scaling"]
+    assert {len(run["worker_cpu_seconds"]) for run in scaling.values()} == {1, 2}
+    for step in ("splitting", "one segment's worker"):
+        row = figures[f"pipeline peak RSS growth, {step}: 2 MB vs 1 MB blob"]
+        assert row["ours"] is not None and row["baseline"] is not None and row["target"] == "differ by < 20 MB"

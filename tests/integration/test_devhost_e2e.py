@@ -163,6 +163,14 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
                             body=json.dumps(deleted).encode(),
                             headers={"aeg-event-type": "Notification", "Content-Type": "application/json"})
         assert status == 202
+        # devhost.upload --notify, as with `func start`: upload, post the event, print the summary.
+        notified = subprocess.run(
+            [sys.executable, "-m", "devhost.upload", "--settings", str(settings_file), "--notify", base,
+             str(APP_ROOT / "samples" / "readings.json")], cwd=APP_ROOT, env=env, capture_output=True, text=True,
+            timeout=60)
+        assert notified.returncode == 0, notified.stdout + notified.stderr
+        assert "runtime/webhooks/eventgrid?functionName=BlobEtl: 202" in notified.stdout
+        assert '"written": 10' in notified.stdout
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)

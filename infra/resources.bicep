@@ -91,8 +91,6 @@ var roleIds = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
-  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
-  storageQueueDataMessageProcessor: '8a0f0c08-91a1-4084-bc3d-661d67233fed'
   storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   serviceBusDataReceiver: '4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0'
   serviceBusDataSender: '69a216fc-b8fb-44d8-bc22-1f3c2cd27a39'
@@ -143,8 +141,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
 
 // ---------------------------------------------------------------------------
 // Storage: the host's own storage (AzureWebJobsStorage), the deployment package, and
-// BlobEtl's containers (EtlStorage). One account, so the blob trigger's poison queue
-// (webjobs-blobtrigger-poison, on the account of the trigger's connection) is here too.
+// BlobEtl's containers and BlobEtlWorker's queues (EtlStorage).
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: names.storage
@@ -836,46 +833,31 @@ resource storageBlobDataOwner 'Microsoft.Authorization/roleAssignments@2022-04-0
 }
 
 // BlobEtlWorker's work queue: BlobEtl sends split messages and the split sends segment
-// messages (Message Sender); the queue trigger reads and deletes them (Reader and Message
-// Processor, the roles Microsoft lists for the trigger:
-// https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#grant-permission-to-the-identity).
-resource etlWorkQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataMessageSender)
+// messages; the queue trigger reads, deletes and, after a failed delivery, updates them (the
+// extension releases a message with Update Message, which needs messages/write: Microsoft's
+// table lists Reader + Message Processor for the trigger, which lack it, MicrosoftDocs/azure-docs
+// issue 120932). Data Contributor on this one queue covers all of it.
+// https://learn.microsoft.com/azure/azure-functions/functions-bindings-storage-queue#grant-permission-to-the-identity
+resource etlWorkQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataContributor)
   scope: etlWorkQueue
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageSender)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource etlWorkQueueReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataReader)
-  scope: etlWorkQueue
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataReader)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-resource etlWorkQueueProcessor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(etlWorkQueue.id, identity.id, roleIds.storageQueueDataMessageProcessor)
-  scope: etlWorkQueue
-  properties: {
-    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageProcessor)
-    principalId: identity.properties.principalId
-    principalType: 'ServicePrincipal'
-  }
-}
-
-// The queue extension moves a message that failed maxDequeueCount times to <queue>-poison,
-// creating that queue if it is missing: full data rights on that one queue only.
-resource etlPoisonQueueContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(etlPoisonQueue.id, identity.id, roleIds.storageQueueDataContributor)
-  scope: etlPoisonQueue
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataContributor)
+    principalId: identity.properties.principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The queue extension moves a message that failed maxDequeueCount times to <queue>-poison with
+// Put Message (it creates the queue only after a 404, and it exists: it is deployed above), so
+// Message Sender on that queue is enough (Azure/azure-sdk-for-net,
+// Microsoft.Azure.WebJobs.Extensions.Storage.Common/src/Shared/StorageQueueExtensions.cs,
+// AddMessageAndCreateIfNotExistsAsync).
+resource etlPoisonQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(etlPoisonQueue.id, identity.id, roleIds.storageQueueDataMessageSender)
+  scope: etlPoisonQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.storageQueueDataMessageSender)
     principalId: identity.properties.principalId
     principalType: 'ServicePrincipal'
   }

@@ -20,8 +20,6 @@ from tests.infra.tools import REPO
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_QUEUE_DATA_CONTRIBUTOR = "974c5e8b-45b9-4653-ba55-5f855dd0fb88"
-STORAGE_QUEUE_DATA_READER = "19e7f393-937e-4f77-808e-94535e297925"
-STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR = "8a0f0c08-91a1-4084-bc3d-661d67233fed"
 STORAGE_QUEUE_DATA_MESSAGE_SENDER = "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a"
 SERVICE_BUS_DATA_RECEIVER = "4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0"
 SERVICE_BUS_DATA_SENDER = "69a216fc-b8fb-44d8-bc22-1f3c2cd27a39"
@@ -37,16 +35,13 @@ ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
 #: type of the scope resource, principal). Anything else is a privilege nobody asked for.
 EXPECTED_ROLE_ASSIGNMENTS = {
     "storageBlobDataOwner": (STORAGE_BLOB_DATA_OWNER, "storage", "Microsoft.Storage/storageAccounts", "identity"),
-    # BlobEtlWorker's work queue: sent to (BlobEtl, the split), read and deleted (the queue trigger);
-    # its poison queue, which the queue extension writes (and creates if missing).
-    "etlWorkQueueSender": (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "etlWorkQueue",
-                           "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
-    "etlWorkQueueReader": (STORAGE_QUEUE_DATA_READER, "etlWorkQueue",
-                           "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
-    "etlWorkQueueProcessor": (STORAGE_QUEUE_DATA_MESSAGE_PROCESSOR, "etlWorkQueue",
-                              "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
-    "etlPoisonQueueContributor": (STORAGE_QUEUE_DATA_CONTRIBUTOR, "etlPoisonQueue",
-                                  "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
+    # BlobEtlWorker's work queue: sent to (BlobEtl, the split), read, deleted and released after a
+    # failure (the queue trigger; Update Message needs messages/write); its poison queue, which the
+    # queue extension puts messages on.
+    "etlWorkQueueContributor": (STORAGE_QUEUE_DATA_CONTRIBUTOR, "etlWorkQueue",
+                                "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
+    "etlPoisonQueueSender": (STORAGE_QUEUE_DATA_MESSAGE_SENDER, "etlPoisonQueue",
+                             "Microsoft.Storage/storageAccounts/queueServices/queues", "identity"),
     "inputQueueReceiver": (SERVICE_BUS_DATA_RECEIVER, "inputQueue", "Microsoft.ServiceBus/namespaces/queues", "identity"),
     "outputQueueSender": (SERVICE_BUS_DATA_SENDER, "outputQueue", "Microsoft.ServiceBus/namespaces/queues", "identity"),
     "invalidQueueSender": (SERVICE_BUS_DATA_SENDER, "invalidQueue", "Microsoft.ServiceBus/namespaces/queues", "identity"),

@@ -16,6 +16,11 @@ met, writes ``bench/results.json``, and stops everything it started.
 - **Cold start** is a new instance's load plus its first response, per function.
 - **RU budget**: the Cosmos server charges each request what Cosmos would and answers 429
   beyond the budget; the app should fill it without losing a record.
+- **The pipeline**: a fanned-out blob's records/s with 1, 2 and 4 BlobEtlWorker processes (the
+  development host's queue workers) at 50 ms per Cosmos round trip with 3 writes in flight per
+  segment, so each worker is latency-bound like an instance of its own (each worker's CPU is
+  reported beside the rate); and the peak RSS growth of a split and of one segment on a small
+  and a large JSON Lines blob (50 MB and 1 GB in the full run), with the time the split takes.
 
     python -m bench.run            # full: about 10 minutes on 2 cores
     python -m bench.run --quick    # reduced sizes: under 2 minutes

@@ -12,6 +12,7 @@ import azure.functions as func
 
 async def main(event: func.EventGridEvent, context: func.Context) -> None:
     from common import clients, settings, telemetry
+    from common.errors import InvalidInput
     from common.logs import bind_invocation, masked_failures
 
     from .blob_events import handle_blob_created, parse_blob_created
@@ -21,7 +22,12 @@ async def main(event: func.EventGridEvent, context: func.Context) -> None:
     log = bind_invocation(context, eventId=event.id, subject=event.subject)
     attributes = {"faas.trigger": "pubsub", "app.event.type": str(event_type), "app.event.subject": str(event.subject)}
     with masked_failures(), telemetry.invocation_span(context, "BlobEtl", attributes=attributes):
-        created = parse_blob_created(event_type, event.subject, event.get_json())
+        try:
+            created = parse_blob_created(event_type, event.subject, event.get_json())
+        except InvalidInput as exc:
+            # No delivery of this event can succeed: complete (Event Grid would retry it for a day).
+            log.error("etl.bad_event", eventType=event_type, reason=exc.reason, detail=str(exc))
+            return
         if created is None:
             log.info("etl.event_ignored", eventType=event_type, detail="not a BlobCreated event")
             return

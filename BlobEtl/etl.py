@@ -399,28 +399,53 @@ def same_etag(left: str | None, right: str | None) -> bool:
 
 async def write_summary(blob_service: BlobServiceClient, summary_container: str, source: BlobRef,
                         summary: EtlSummary, policy: RetryPolicy) -> str | None:
-    """Upload (overwrite) the summary blob; return its path.
+    """Write the summary blob; return its path.
 
     A summary of a known blob version is written only while the source blob is still that
-    version (None otherwise): a run of an older version that finishes late never replaces
-    the newer version's summary. The summary blob's metadata ``sourceetag`` names the version.
+    version (None otherwise), and only over the summary blob as it was when that was checked
+    (a conditional write): a run of an older version that finishes late never replaces the
+    newer version's summary. The summary blob's metadata ``sourceetag`` names the version.
     """
-    from azure.storage.blob import ContentSettings
-
-    if summary.source_etag is not None and not await retry_async(
-            lambda: is_current(blob_service, source, summary.source_etag or ""), policy):
-        return None
-    name = summary_blob_name(source)
     # ASCII-escaped: an invalid record's id may hold escapes (a lone surrogate) UTF-8 cannot encode.
     body = json.dumps(summary.to_document(), indent=2).encode("utf-8")
-    client = blob_service.get_blob_client(summary_container, name)
-    metadata = {"sourceetag": summary.source_etag.strip('"')} if summary.source_etag else None
-    await retry_async(
-        lambda: client.upload_blob(body, overwrite=True, metadata=metadata,
-                                   content_settings=ContentSettings(content_type="application/json")),
-        policy,
-    )
-    return f"{summary_container}/{name}"
+    written = await publish_summary(blob_service, summary_container, source, body, summary.source_etag, policy)
+    return f"{summary_container}/{summary_blob_name(source)}" if written else None
+
+
+async def publish_summary(blob_service: BlobServiceClient, summary_container: str, source: BlobRef, body: bytes,
+                          source_etag: str | None, policy: RetryPolicy) -> bool:
+    """Write ``<name>.summary.json``; False when the source blob is no longer ``source_etag``.
+
+    With a version, the write is conditional on the summary blob being what it was when the
+    version was checked (absent, or the same ETag); if another run wrote in between, look again.
+    """
+    from azure.core import MatchConditions
+    from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+    from azure.storage.blob import ContentSettings
+
+    client = blob_service.get_blob_client(summary_container, summary_blob_name(source))
+    settings = ContentSettings(content_type="application/json")
+    if source_etag is None:
+        await retry_async(lambda: client.upload_blob(body, overwrite=True, content_settings=settings), policy)
+        return True
+    metadata = {"sourceetag": source_etag.strip('"')}
+    for _ in range(5):
+        try:
+            existing: str | None = (await retry_async(client.get_blob_properties, policy)).etag
+        except ResourceNotFoundError:
+            existing = None
+        if not await retry_async(lambda: is_current(blob_service, source, source_etag), policy):
+            return False
+        condition: dict[str, Any] = (
+            {"overwrite": False} if existing is None
+            else {"overwrite": True, "etag": existing, "match_condition": MatchConditions.IfNotModified})
+        try:
+            await retry_async(lambda: client.upload_blob(body, metadata=metadata, content_settings=settings,
+                                                         **condition), policy)
+            return True
+        except (ResourceExistsError, ResourceModifiedError):
+            continue  # another run wrote the summary since we looked: check the version again
+    raise RuntimeError(f"the summary of {source} kept changing while it was written")
 
 
 async def process_blob(

@@ -58,8 +58,10 @@ from .etl import (
     EtlRun,
     EtlSummary,
     item_partition_key,
+    publish_summary,
     report_completed,
     same_etag,
+    summary_blob_name,
     summary_status,
     write_records,
     write_summary,
@@ -455,12 +457,25 @@ async def record_failure(work: Work, *, store: RunStore, cfg: EtlSettings, log: 
     host moves the message to the poison queue."""
     reason = f"failed on all {dequeue_count} deliveries; the last: {describe_error(error)}"
     if isinstance(work, SplitWork):
+        error_text = f"splitting {reason}"
+        manifest = await store.read_manifest()
+        queued = len(manifest["segments"]) if manifest is not None else 0
+        if queued:  # the split got as far as sending segment messages: some may have run
+            error_text += (f"; it had begun sending the {queued} segment messages, so records of the segments "
+                           "already sent may have been written (see the log for etl.segment_done)")
         summary = EtlSummary(source_blob=str(work.version.ref), started_at=work.started_at, status="failed",
-                             error=f"splitting {reason}", source_etag=work.version.etag, mode="fan-out",
-                             segments={"total": 0, "succeeded": 0, "failed": 0}, finished_at=utc_timestamp(now()))
+                             error=error_text, source_etag=work.version.etag, mode="fan-out",
+                             segments={"total": queued, "succeeded": 0, "failed": queued},
+                             finished_at=utc_timestamp(now()))
         await finish(summary, store, cfg, log, started=time.perf_counter())
         return
     segment = work.segment
+    existing = await store.read_result(segment.number)
+    if existing is not None and existing.get("status") in ("succeeded", "abandoned"):
+        # The segment's records and result are written; what failed came after (the fan-in). Its
+        # result stands, and the next finisher's fan-in (or none, if this was the last) counts it.
+        log.error("etl.fan_in_failed", segment=segment.number, reason=reason)
+        return
     summary = EtlSummary(source_blob=str(work.version.ref), started_at=work.started_at)
     await store.write_result(segment.number, _result(segment, "failed", summary, None, reason=reason,
                                                      dequeueCount=dequeue_count))
@@ -572,21 +587,15 @@ async def _ensure_published(document: dict[str, Any], store: RunStore, cfg: EtlS
     finisher that created the version's summary and died before publishing it)."""
     from azure.core.exceptions import ResourceNotFoundError
 
-    client = store.blob_service.get_blob_client(cfg.summary_container, f"{store.version.name}.summary.json")
+    client = store.blob_service.get_blob_client(cfg.summary_container, summary_blob_name(store.version.ref))
     try:
         properties = await client.get_blob_properties()
     except ResourceNotFoundError:
         properties = None
     if properties is not None and same_etag((properties.metadata or {}).get("sourceetag"), store.version.etag):
         return
-    if not await store.is_current():
-        return
-    from azure.storage.blob import ContentSettings
-
-    body = json.dumps(document, indent=2).encode("utf-8")
-    await retry_async(lambda: client.upload_blob(
-        body, overwrite=True, metadata={"sourceetag": store.version.etag.strip('"')},
-        content_settings=ContentSettings(content_type="application/json")), store.policy)
+    await publish_summary(store.blob_service, cfg.summary_container, store.version.ref,
+                          json.dumps(document, indent=2).encode("utf-8"), store.version.etag, store.policy)
 
 
 # ------------------------------------------------------------------ message handling

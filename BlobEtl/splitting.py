@@ -105,6 +105,13 @@ class JsonLinesSplitter:
 
     def feed(self, chunk: bytes) -> list[Segment]:
         """Take the next bytes of the blob; return the segments they complete."""
+        if len(chunk) > self.max_record_bytes:
+            # In pieces no longer than a record may be, so every line longer than that spans two
+            # pieces and is caught where a piece's first line completes the carried one.
+            done: list[Segment] = []
+            for offset in range(0, len(chunk), self.max_record_bytes):
+                done += self.feed(chunk[offset:offset + self.max_record_bytes])
+            return done
         self._utf8.feed(chunk)
         base = self._fed
         self._fed += len(chunk)
@@ -144,6 +151,11 @@ class JsonLinesSplitter:
 
     def _consume(self, base: int, chunk: bytes) -> None:
         position = 0
+        if not self._oversized and self._carry:
+            newline = chunk.find(b"\n")
+            if newline >= 0 and len(self._carry) + newline > self.max_record_bytes:
+                self._oversized = True  # the carried line ends here, longer than a record may be
+                self._carry = b""
         if self._oversized:
             newline = chunk.find(b"\n")
             if newline < 0:
@@ -177,17 +189,17 @@ class JsonLinesSplitter:
             if self._lines >= self.max_records or (self._lines and used >= self.max_bytes):
                 self._close()
                 used = 0
-            end = _after_lines(block, position, self.max_records - self._lines)
-            limit = position + self.max_bytes - used  # the block position the open segment may reach
-            if end > limit:
-                cut = block.rfind(b"\n", position, limit)  # the last line end within the limit
+            limit = min(size, position + self.max_bytes - used)  # how far the open segment may reach
+            end = _after_lines(block, position, self.max_records - self._lines, limit)
+            if end == limit < size and block[limit - 1] != 0x0A:  # the limit falls inside a line
+                cut = block.rfind(b"\n", position, limit)  # the last line end before it
                 if cut >= 0:
                     end = cut + 1
                 elif self._lines:
                     self._close()  # the next line does not fit: it starts the next segment
                     continue
-                else:
-                    end = _after_lines(block, position, 1)  # one line longer than max_bytes on its own
+                else:  # one line longer than max_bytes on its own
+                    end = (block.find(b"\n", limit) + 1) or size
             piece = block[position:end]
             unterminated = final_line and not piece.endswith(b"\n")
             lines = piece.count(b"\n") + (1 if unterminated else 0)
@@ -220,13 +232,15 @@ class JsonLinesSplitter:
         self._oversized = False
 
 
-def _after_lines(block: bytes, position: int, count: int) -> int:
-    """The block position just after ``count`` more lines from ``position`` (or the block's end)."""
-    if block.count(b"\n", position) < count:
-        return len(block)
+def _after_lines(block: bytes, position: int, count: int, stop: int) -> int:
+    """The block position just after ``count`` more lines from ``position``, or ``stop`` when fewer
+    lines end before it. Each search starts where the last ended: linear in the lines taken."""
     end = position
     for _ in range(count):
-        end = block.index(b"\n", end) + 1
+        newline = block.find(b"\n", end, stop)
+        if newline < 0:
+            return stop
+        end = newline + 1
     return end
 
 

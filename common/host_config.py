@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import re
 from pathlib import Path
 
@@ -50,9 +51,20 @@ DEFAULT_MAX_DEQUEUE_COUNT = 5
 
 @functools.lru_cache(maxsize=1)
 def queue_max_dequeue_count() -> int:
-    """host.json ``extensions.queues.maxDequeueCount`` (read once): the delivery after which a failed
-    queue message goes to the poison queue."""
+    """``extensions.queues.maxDequeueCount`` (read once): the delivery after which a failed queue
+    message goes to the poison queue. The app setting
+    ``AzureFunctionsJobHost__extensions__queues__maxDequeueCount`` overrides host.json, as the host
+    reads it (https://learn.microsoft.com/azure/azure-functions/functions-host-json#override-hostjson-values)."""
+    override = os.environ.get(MAX_DEQUEUE_OVERRIDE)
+    if override is not None:
+        if not override.strip().isdigit() or int(override) < 1:
+            raise ConfigurationError(MAX_DEQUEUE_OVERRIDE, f"must be a whole number of at least 1; got {override!r}.")
+        return int(override)
     return read_queue_max_dequeue_count(APP_ROOT / "host.json")
+
+
+#: The app setting that overrides host.json's maxDequeueCount.
+MAX_DEQUEUE_OVERRIDE = "AzureFunctionsJobHost__extensions__queues__maxDequeueCount"
 
 
 def read_queue_max_dequeue_count(host_json: Path) -> int:

@@ -333,7 +333,9 @@ class DevHost:
         options = ((document.get("extensions") or {}).get("queues") or {})
         batch = int(options.get("batchSize", 16))
         return {"batchSize": batch, "newBatchThreshold": int(options.get("newBatchThreshold", max(1, batch // 2))),
-                "maxDequeueCount": int(options.get("maxDequeueCount", 5)),
+                # The app setting overrides host.json, as in Azure.
+                "maxDequeueCount": int(os.environ.get("AzureFunctionsJobHost__extensions__queues__maxDequeueCount")
+                                       or options.get("maxDequeueCount", 5)),
                 "visibilityTimeout": _timespan_seconds(options.get("visibilityTimeout", "00:00:00")),
                 "maxPollingInterval": _timespan_seconds(options.get("maxPollingInterval", "00:01:00"))}
 

@@ -599,3 +599,16 @@ def test_the_tolerance_is_a_percentage() -> None:
     for bad in ("101", "-1", "five"):
         with pytest.raises(settings.ConfigurationError, match="ETL_MAX_INVALID_PERCENT"):
             settings.etl_settings({"ETL_MAX_INVALID_PERCENT": bad})
+
+
+async def test_a_blob_created_event_that_names_no_blob_completes_with_its_reason(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    import azure.functions as func
+
+    use_fake_clients(monkeypatch, cosmos=FakeContainer(), blobs=FakeBlobService())
+    event = func.EventGridEvent(id="1", data={"api": "PutBlob"}, topic="t", subject="/not/a/blob/subject",
+                                event_type="Microsoft.Storage.BlobCreated", event_time=None, data_version="")
+    with caplog.at_level(logging.INFO):
+        await BlobEtl.main(event, FakeContext(function_name="BlobEtl"))  # no retry can fix it: no raise
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert (logged["event"], logged["reason"]) == ("etl.bad_event", "bad_event")

@@ -129,6 +129,18 @@ def test_max_dequeue_count_is_read_from_host_json(tmp_path: Path) -> None:
     assert queue_max_dequeue_count() == 5  # the app's own host.json
 
 
+def test_the_app_setting_overrides_host_jsons_max_dequeue_count(monkeypatch: pytest.MonkeyPatch) -> None:
+    from common.host_config import MAX_DEQUEUE_OVERRIDE, queue_max_dequeue_count
+
+    set_env(monkeypatch, **{MAX_DEQUEUE_OVERRIDE: "8"})
+    assert queue_max_dequeue_count() == 8
+    set_env(monkeypatch, **{MAX_DEQUEUE_OVERRIDE: "eight"})
+    with pytest.raises(ConfigurationError, match=MAX_DEQUEUE_OVERRIDE):
+        queue_max_dequeue_count()
+    monkeypatch.delenv(MAX_DEQUEUE_OVERRIDE)
+    settings.reset_cache()
+
+
 def test_missing_connection_names_both_forms() -> None:
     with pytest.raises(ConfigurationError) as info:
         settings.cosmos_connection()

@@ -147,3 +147,11 @@ def test_an_element_longer_than_a_record_may_be_is_refused_with_its_index():
     data = b'[{"a": 1}, "' + b"x" * 100 + b'", 3]'
     with pytest.raises(BlobFormatError, match="record 1 is longer than 50 bytes"):
         split(JsonArraySplitter(10, 1000, max_record_bytes=50), data, 10)
+
+
+def test_a_long_line_completed_by_the_next_chunk_is_oversized_too():
+    data = b'{"a": 1}\n' + b"y" * 15 + b"\n" + b'{"b": 2}\n'
+    for chunk in (1, 4, 8, 13, 40):
+        segments = split(JsonLinesSplitter(5, 100, max_record_bytes=10), data, chunk)
+        assert [s.oversized for s in segments] == [False, True, False], chunk
+        assert [s.first_index for s in segments] == [0, 1, 2]

@@ -6,7 +6,6 @@ overwrite mid-run, finishers at the same moment) change none of that."""
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -272,3 +271,27 @@ async def test_finishers_at_the_same_moment_write_the_summary_once(pipeline: Pip
     assert [e["index"] for e in summary["errors"]] == [n * 10 + 4 for n in range(8)]
     assert summary["types"] == ["t0", "t1"] and summary["segments"]["succeeded"] == 8
     assert await store.read_summary() == summary
+
+
+async def test_a_last_delivery_that_fails_after_the_segment_was_written_keeps_its_result(pipeline: Pipeline) -> None:
+    """The fan-in failed on the last delivery, after the segment's result was written: the result
+    stands (its records landed), rather than being replaced by a failed one."""
+    from BlobEtl.fanout import BlobVersion, SegmentWork, record_failure, run_store
+    from BlobEtl.splitting import Segment
+    from common import clients, settings
+    from common.logs import bind_invocation
+    from tests.conftest import FakeContext
+
+    cfg = settings.etl_settings()
+    etag = await pipeline.upload("late.jsonl", b'{"id": "x"}\n')
+    version = BlobVersion("incoming", "late.jsonl", etag, 12)
+    store = run_store(version, cfg, clients.blob_service_client("EtlStorage"))
+    segment = Segment(0, 0, 12, 0, 1, first_line=1)
+    work = SegmentWork(version, "2026-11-27T00:00:00.000Z", "jsonl", segment, 2)
+    written = {"segment": 0, "status": "succeeded", "range": segment.to_dict(), "requestCharge": 5.0,
+               "summary": {"totalRecords": 1, "written": 1, "invalid": 0, "superseded": 0, "errors": [],
+                           "supersededRecords": [], "types": [], "sources": []}}
+    await store.write_result(0, written)
+    await record_failure(work, store=store, cfg=cfg, log=bind_invocation(FakeContext()),
+                         error=TimeoutError("listing the results timed out"), dequeue_count=5)
+    assert await store.read_result(0) == written

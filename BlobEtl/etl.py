@@ -429,11 +429,16 @@ async def publish_summary(blob_service: BlobServiceClient, summary_container: st
         await retry_async(lambda: client.upload_blob(body, overwrite=True, content_settings=settings), policy)
         return True
     metadata = {"sourceetag": source_etag.strip('"')}
+    conflicted = False
     for _ in range(5):
         try:
-            existing: str | None = (await retry_async(client.get_blob_properties, policy)).etag
+            properties = await retry_async(client.get_blob_properties, policy)
         except ResourceNotFoundError:
-            existing = None
+            existing: str | None = None
+        else:
+            existing = properties.etag
+            if conflicted and same_etag((properties.metadata or {}).get("sourceetag"), source_etag):
+                return True  # another finisher of the same version wrote it meanwhile
         if not await retry_async(lambda: is_current(blob_service, source, source_etag), policy):
             return False
         condition: dict[str, Any] = (
@@ -444,7 +449,7 @@ async def publish_summary(blob_service: BlobServiceClient, summary_container: st
                                                          **condition), policy)
             return True
         except (ResourceExistsError, ResourceModifiedError):
-            continue  # another run wrote the summary since we looked: check the version again
+            conflicted = True  # another run wrote the summary since we looked: check the version again
     raise RuntimeError(f"the summary of {source} kept changing while it was written")
 
 

@@ -9,7 +9,7 @@ import sys
 from tests.conftest import APP_ROOT
 
 HEAVY = ("azure.identity", "azure.keyvault", "azure.servicebus", "azure.cosmos", "azure.storage", "azure.core", "aiohttp", "opentelemetry")
-FUNCTIONS = ("HttpGreeting", "QueueProcessor", "CleanupTimer", "BlobEtl")
+FUNCTIONS = ("HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl", "BlobEtlWorker")
 
 
 def test_importing_every_function_imports_no_sdk_client_package() -> None:

@@ -445,8 +445,8 @@ async def publish_summary(blob_service: BlobServiceClient, summary_container: st
             {"overwrite": False} if existing is None
             else {"overwrite": True, "etag": existing, "match_condition": MatchConditions.IfNotModified})
         try:
-            await retry_async(lambda: client.upload_blob(body, metadata=metadata, content_settings=settings,
-                                                         **condition), policy)
+            await retry_async(lambda condition=condition: client.upload_blob(  # type: ignore[misc]
+                body, metadata=metadata, content_settings=settings, **condition), policy)
             return True
         except (ResourceExistsError, ResourceModifiedError):
             conflicted = True  # another run wrote the summary since we looked: check the version again

@@ -57,6 +57,7 @@ from .etl import (
     BlobRef,
     EtlRun,
     EtlSummary,
+    is_current,
     item_partition_key,
     publish_summary,
     report_completed,
@@ -291,14 +292,9 @@ class RunStore:
             raise
 
     async def is_current(self) -> bool:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        client = self.blob_service.get_blob_client(self.version.container, self.version.name)
-        try:
-            properties = await retry_async(client.get_blob_properties, self.policy)
-        except ResourceNotFoundError:
-            return False
-        return same_etag(properties.etag, self.version.etag)
+        """Whether the blob is still this version (the check between a segment's batches)."""
+        return await retry_async(lambda: is_current(self.blob_service, self.version.ref, self.version.etag),
+                                 self.policy)
 
 
 # ------------------------------------------------------------------------- the split
@@ -516,7 +512,7 @@ async def aggregate(work: SegmentWork, store: RunStore, cfg: EtlSettings,
 
     for first in range(0, work.segments, 256):
         numbers = range(first, min(work.segments, first + 256))
-        for number, result in zip(numbers, await asyncio.gather(*(read(n) for n in numbers))):
+        for number, result in zip(numbers, await asyncio.gather(*(read(n) for n in numbers)), strict=True):
             if result is None:
                 raise RuntimeError(f"segment {number}'s result disappeared during the fan-in")
             status = str(result.get("status"))

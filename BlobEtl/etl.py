@@ -413,11 +413,13 @@ async def write_summary(blob_service: BlobServiceClient, summary_container: str,
 
 
 async def publish_summary(blob_service: BlobServiceClient, summary_container: str, source: BlobRef, body: bytes,
-                          source_etag: str | None, policy: RetryPolicy) -> bool:
+                          source_etag: str | None, policy: RetryPolicy, *, unless_published: bool = False) -> bool:
     """Write ``<name>.summary.json``; False when the source blob is no longer ``source_etag``.
 
     With a version, the write is conditional on the summary blob being what it was when the
     version was checked (absent, or the same ETag); if another run wrote in between, look again.
+    A summary of this version already there is kept (True) after such a conflict, or from the
+    start with ``unless_published``.
     """
     from azure.core import MatchConditions
     from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
@@ -437,8 +439,9 @@ async def publish_summary(blob_service: BlobServiceClient, summary_container: st
             existing: str | None = None
         else:
             existing = properties.etag
-            if conflicted and same_etag((properties.metadata or {}).get("sourceetag"), source_etag):
-                return True  # another finisher of the same version wrote it meanwhile
+            if (conflicted or unless_published) and same_etag((properties.metadata or {}).get("sourceetag"),
+                                                              source_etag):
+                return True  # another finisher of the same version wrote it
         if not await retry_async(lambda: is_current(blob_service, source, source_etag), policy):
             return False
         condition: dict[str, Any] = (

@@ -61,8 +61,6 @@ from .etl import (
     item_partition_key,
     publish_summary,
     report_completed,
-    same_etag,
-    summary_blob_name,
     summary_status,
     write_records,
     write_summary,
@@ -581,17 +579,9 @@ async def finish(summary: EtlSummary, store: RunStore, cfg: EtlSettings, log: In
 async def _ensure_published(document: dict[str, Any], store: RunStore, cfg: EtlSettings) -> None:
     """Write the readable summary from the version's, unless it already shows this version (a
     finisher that created the version's summary and died before publishing it)."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    client = store.blob_service.get_blob_client(cfg.summary_container, summary_blob_name(store.version.ref))
-    try:
-        properties = await client.get_blob_properties()
-    except ResourceNotFoundError:
-        properties = None
-    if properties is not None and same_etag((properties.metadata or {}).get("sourceetag"), store.version.etag):
-        return
     await publish_summary(store.blob_service, cfg.summary_container, store.version.ref,
-                          json.dumps(document, indent=2).encode("utf-8"), store.version.etag, store.policy)
+                          json.dumps(document, indent=2).encode("utf-8"), store.version.etag, store.policy,
+                          unless_published=True)
 
 
 # ------------------------------------------------------------------ message handling

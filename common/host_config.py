@@ -18,7 +18,7 @@ from pathlib import Path
 from common.errors import ConfigurationError
 
 __all__ = ["APP_ROOT", "DEFAULT_MAX_DEQUEUE_COUNT", "function_timeout_seconds", "queue_max_dequeue_count",
-           "read_function_timeout", "read_queue_max_dequeue_count"]
+           "read_function_timeout", "read_queue_max_dequeue_count", "timespan_seconds"]
 
 APP_ROOT = Path(__file__).resolve().parent.parent
 
@@ -38,11 +38,17 @@ def read_function_timeout(host_json: Path) -> float | None:
     value = data.get("functionTimeout")
     if value in (None, "-1"):
         return None
-    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.\d+)?", str(value))
+    return timespan_seconds("functionTimeout", value)
+
+
+def timespan_seconds(name: str, value: object) -> float:
+    """A host.json time span (``[d.]hh:mm:ss[.fff]``) in seconds; :class:`ConfigurationError` naming
+    the setting otherwise."""
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", str(value))
     if not match:
-        raise ConfigurationError("functionTimeout", f"must look like '00:10:00'; got {value!r}.", source="host.json setting")
-    days, hours, minutes, seconds = (int(g) if g else 0 for g in match.groups())
-    return float(((days * 24 + hours) * 60 + minutes) * 60 + seconds)
+        raise ConfigurationError(name, f"must look like '00:10:00'; got {value!r}.", source="host.json setting")
+    days, hours, minutes, seconds = match.groups()
+    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
 
 
 #: The queue extension's default ``maxDequeueCount``.

@@ -326,6 +326,8 @@ class DevHost:
     def _queue_options(self) -> dict[str, float]:
         """host.json ``extensions.queues`` with the extension's defaults (visibilityTimeout and
         maxPollingInterval in seconds)."""
+        from common.host_config import timespan_seconds
+
         try:
             document = json.loads((self.app_root / "host.json").read_text("utf-8"))
         except FileNotFoundError:
@@ -336,8 +338,10 @@ class DevHost:
                 # The app setting overrides host.json, as in Azure.
                 "maxDequeueCount": int(os.environ.get("AzureFunctionsJobHost__extensions__queues__maxDequeueCount")
                                        or options.get("maxDequeueCount", 5)),
-                "visibilityTimeout": _timespan_seconds(options.get("visibilityTimeout", "00:00:00")),
-                "maxPollingInterval": _timespan_seconds(options.get("maxPollingInterval", "00:01:00"))}
+                "visibilityTimeout": timespan_seconds("extensions.queues.visibilityTimeout",
+                                                      options.get("visibilityTimeout", "00:00:00")),
+                "maxPollingInterval": timespan_seconds("extensions.queues.maxPollingInterval",
+                                                       options.get("maxPollingInterval", "00:01:00"))}
 
     async def _poll_queue(self, spec: FunctionSpec) -> None:
         from common import clients
@@ -531,15 +535,6 @@ class DevHost:
 
         await clients.close_all()
         await self.runtime.stop()
-
-
-def _timespan_seconds(value: Any) -> float:
-    """A host.json time span (``hh:mm:ss[.fff]``) in seconds."""
-    match = re.fullmatch(r"(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2}(?:\.\d+)?)", str(value))
-    if not match:
-        raise DevHostError(f"host.json: {value!r} is not a time span such as '00:00:10'")
-    days, hours, minutes, seconds = match.groups()
-    return ((int(days or 0) * 24 + int(hours)) * 60 + int(minutes)) * 60 + float(seconds)
 
 
 def _report_crash(task: asyncio.Task[None]) -> None:

@@ -295,3 +295,24 @@ async def test_a_last_delivery_that_fails_after_the_segment_was_written_keeps_it
     await record_failure(work, store=store, cfg=cfg, log=bind_invocation(FakeContext()),
                          error=TimeoutError("listing the results timed out"), dequeue_count=5)
     assert await store.read_result(0) == written
+
+
+async def test_a_split_that_fails_after_sending_segments_says_so_in_the_summary(pipeline: Pipeline) -> None:
+    from BlobEtl.fanout import BlobVersion, SplitWork, record_failure, run_store
+    from common import clients, settings
+    from common.logs import bind_invocation
+    from tests.conftest import FakeContext
+
+    cfg = settings.etl_settings()
+    etag = await pipeline.upload("halfway.jsonl", b'{"id": "x"}\n' * 4)
+    version = BlobVersion("incoming", "halfway.jsonl", etag, 48)
+    store = run_store(version, cfg, clients.blob_service_client("EtlStorage"))
+    await store.write_manifest({**version.to_dict(), "format": "jsonl", "startedAt": "2026-11-27T00:00:00.000Z",
+                                "segments": [{"segment": n, "start": n * 24, "end": n * 24 + 24, "firstIndex": n * 2,
+                                              "records": 2, "firstLine": n * 2 + 1} for n in range(2)]})
+    await record_failure(SplitWork(version, "2026-11-27T00:00:00.000Z"), store=store, cfg=cfg,
+                         log=bind_invocation(FakeContext()), error=TimeoutError("sending timed out"), dequeue_count=5)
+    summary = await pipeline.summary("halfway.jsonl", etag, timeout=5)
+    assert summary["status"] == "failed" and summary["segments"]["total"] == 2
+    assert summary["error"].startswith("splitting failed on all 5 deliveries")
+    assert "had begun sending the 2 segment messages" in summary["error"]

@@ -5,33 +5,24 @@ from __future__ import annotations
 
 import azure.functions as func
 
-# Every import but the bindings' types happens on the first invocation: the runtime loads
-# all the functions at start-up, and an instance that only ever runs one of them should
-# not pay for the others' modules. Later invocations find them in sys.modules.
+# Imports below the bindings' types wait for the first invocation (docs/architecture.md, "Cold start").
 
 
 async def main(event: func.EventGridEvent, context: func.Context) -> None:
-    from common import clients, settings, telemetry
-    from common.errors import InvalidInput
-    from common.logs import bind_invocation, masked_failures
-
-    from .blob_events import handle_blob_created, parse_blob_created
+    from common import clients, invocation, settings
+    from etl import handle_blob_created, parse_blob_created
 
     # The Event Grid schema's EventGridEvent, or a CloudEvent if the subscription delivers that schema.
     event_type = getattr(event, "event_type", None) or getattr(event, "type", None)
-    log = bind_invocation(context, eventId=event.id, subject=event.subject)
     attributes = {"faas.trigger": "pubsub", "app.event.type": str(event_type), "app.event.subject": str(event.subject)}
-    with masked_failures(), telemetry.invocation_span(context, "BlobEtl", attributes=attributes):
-        try:
-            created = parse_blob_created(event_type, event.subject, event.get_json())
-        except InvalidInput as exc:
-            # No delivery of this event can succeed: complete (Event Grid would retry it for a day).
-            log.error("etl.bad_event", eventType=event_type, reason=exc.reason, detail=str(exc))
-            return
+    async with invocation.run(context, invocation.Trigger.EVENT_GRID, "BlobEtl", attributes=attributes,
+                              log_fields={"eventId": event.id, "subject": event.subject, "eventType": event_type},
+                              refused_event="etl.bad_event") as call:
+        created = parse_blob_created(event_type, event.subject, event.get_json())
         if created is None:
-            log.info("etl.event_ignored", eventType=event_type, detail="not a BlobCreated event")
+            call.log.info("etl.event_ignored", detail="not a BlobCreated event")
             return
         cfg = settings.etl_settings()
-        # A transient failure raises: the webhook answers 500 and Event Grid delivers the event again.
-        await handle_blob_created(created, cfg=cfg, log=log, blob_service=clients.blob_service_client("EtlStorage"),
-                                  queue=lambda: clients.storage_queue(cfg.work_queue))
+        await handle_blob_created(created, cfg=cfg, log=call.log, blob_service=clients.blob_service_client("EtlStorage"),
+                                  queue=lambda: clients.storage_queue(cfg.work_queue),
+                                  container=clients.cosmos_container, throttle=clients.cosmos_throttle_signal())

@@ -5,24 +5,21 @@ from __future__ import annotations
 
 import azure.functions as func
 
-# Imports happen on the first invocation (see BlobEtl/__init__.py).
+# Imports below the bindings' types wait for the first invocation (docs/architecture.md, "Cold start").
 
 
 async def main(msg: func.QueueMessage, context: func.Context) -> None:
-    from common import clients, settings, telemetry
+    from common import clients, invocation, settings
     from common.host_config import queue_max_dequeue_count
-    from common.logs import bind_invocation, masked_failures
-
-    from BlobEtl.fanout import handle_work
+    from etl import handle_work
 
     dequeue_count = msg.dequeue_count or 1
-    log = bind_invocation(context, messageId=msg.id, dequeueCount=dequeue_count)
-    attributes = {"faas.trigger": "pubsub", "messaging.system": "azure_storage_queue",
-                  "messaging.message.id": str(msg.id), "app.queue.dequeue_count": dequeue_count}
-    with masked_failures(), telemetry.invocation_span(context, "BlobEtlWorker", attributes=attributes):
+    async with invocation.run(context, invocation.Trigger.STORAGE_QUEUE, "BlobEtlWorker",
+                              attributes=invocation.queue_attributes(str(msg.id), dequeue_count),
+                              log_fields={"messageId": msg.id, "dequeueCount": dequeue_count}) as call:
         cfg = settings.etl_settings()
         await handle_work(msg.get_body(), message_id=str(msg.id), dequeue_count=dequeue_count,
-                          max_dequeue_count=queue_max_dequeue_count(), cfg=cfg, log=log,
+                          max_dequeue_count=queue_max_dequeue_count(), cfg=cfg, log=call.log,
                           blob_service=clients.blob_service_client("EtlStorage"),
                           queue=lambda: clients.storage_queue(cfg.work_queue),
                           container=clients.cosmos_container, throttle=clients.cosmos_throttle_signal())

@@ -1,8 +1,7 @@
 """The HTTP greeting: authorize the caller, read and validate ``name``, reply in JSON.
 
-Pure logic: it receives the request's parts and a way to load the expected
-API key, and returns a :class:`Reply`. ``__init__.main`` maps the Functions
-request and response types onto these.
+It receives the request's parts and a way to load the expected API key, and returns a
+:class:`~common.http_api.Reply`; ``__init__.main`` maps the Functions types onto these.
 """
 
 from __future__ import annotations
@@ -19,8 +18,6 @@ from common.http_api import (
     Responder,
     authorize,
     body_error,
-    correlation_id_for,
-    load_configured_api_key,
 )
 from common.logs import InvocationLog
 
@@ -86,28 +83,18 @@ async def respond(
     *,
     invocation_id: str,
     log: InvocationLog,
-    load_api_key: KeyLoader = load_configured_api_key,
+    load_api_key: KeyLoader,
 ) -> Reply:
-    """The reply to one request. Raises nothing: every outcome is a status.
+    """The reply to one request. Raises nothing: every outcome is a status
+    (:meth:`common.http_api.Responder.guard`; ``BadRequest`` is a 400 with the reason)."""
+    reply = Responder.for_request("greeting", method=request.method, caller_correlation_id=request.caller_correlation_id,
+                                  invocation_id=invocation_id, log=log, requests_metric="app.greeting.requests")
 
-    Errors (:mod:`common.errors`) become statuses here: :class:`~common.errors.InvalidInput`
-    (``BadRequest``) a 400 with the reason, :class:`~common.secrets.SecretUnavailableError`
-    (a :class:`~common.errors.TransientFailure`) a 503 with ``Retry-After``, and anything
-    unexpected, a :class:`~common.errors.ConfigurationError` included, a 500 whose detail
-    goes to the log only.
-    """
-    correlation_id = correlation_id_for(request.caller_correlation_id, invocation_id)
-    reply = Responder("greeting", method=request.method, correlation_id=correlation_id,
-                      log=log.bind(correlationId=correlation_id), requests_metric="app.greeting.requests")
-    try:
+    async def greet() -> Reply:
         refused = await authorize(request.api_key, reply, load_api_key)
         if refused is not None:
             return refused
-        try:
-            name = extract_name(request.params, request.body)
-        except BadRequest as exc:
-            return reply(400, {"error": str(exc)}, "bad_request")
+        name = extract_name(request.params, request.body)
         return reply(200, {"message": f"Hello, {name}"}, "greeted")
-    except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
-        reply.log.exception("greeting.failed", exc)
-        return reply(500, {"error": "Internal server error"}, "error")
+
+    return await reply.guard(greet)

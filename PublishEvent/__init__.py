@@ -4,31 +4,22 @@ from __future__ import annotations
 
 import azure.functions as func
 
-# Every import but the bindings' types happens on the first invocation: the runtime loads
-# all the functions at start-up, and an instance that only ever runs one of them should
-# not pay for the others' modules. Later invocations find them in sys.modules.
+# Imports below the bindings' types wait for the first invocation (docs/architecture.md, "Cold start").
 
 
 async def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    from common import clients, telemetry
-    from common.logs import bind_invocation
+    from common import clients, http_api, invocation, settings
 
     from .publishing import EventRequest, respond
 
-    request = EventRequest(
-        body=req.get_body(),
-        api_key=req.headers.get("x-api-key"),
-        content_type=req.headers.get("content-type"),
-        caller_correlation_id=req.headers.get("x-correlation-id"),
-        idempotency_key=req.headers.get("idempotency-key"),
-        method=req.method,
-    )
-    # An internal span: the host already reports the request; a server span would count it twice.
-    with telemetry.invocation_span(context, "PublishEvent",
-                                   attributes={"http.request.method": req.method, "http.route": "api/events"}) as span:
-        reply = await respond(request, invocation_id=context.invocation_id, log=bind_invocation(context),
-                              publisher=clients.event_grid_publisher)
-        span.set_attribute("http.response.status_code", reply.status)
-    return func.HttpResponse(
-        reply.body_json(), status_code=reply.status, headers=reply.headers, mimetype="application/json", charset="utf-8"
-    )
+    request = EventRequest(body=req.get_body(), api_key=req.headers.get("x-api-key"),
+                           content_type=req.headers.get("content-type"),
+                           caller_correlation_id=req.headers.get("x-correlation-id"),
+                           idempotency_key=req.headers.get("idempotency-key"), method=req.method)
+    async with invocation.run(context, invocation.Trigger.HTTP, "PublishEvent",
+                              attributes=invocation.http_attributes(req.method, "api/events")) as call:
+        reply = await respond(request, invocation_id=context.invocation_id, log=call.log,
+                              publisher=clients.event_grid_publisher, read_settings=settings.event_settings,
+                              load_api_key=http_api.api_key_loader(settings.api_key_settings))
+        call.span.set_attribute("http.response.status_code", reply.status)
+    return http_api.to_http_response(reply)

@@ -1,29 +1,11 @@
 """Accept one event over HTTP and publish it to Event Grid as a CloudEvent: ``POST /api/events``.
 
-Pure logic: it receives the request's parts, a publisher (the ``send`` of
+It receives the request's parts, a publisher (the ``send`` of
 ``azure.eventgrid.aio.EventGridPublisherClient``) and the settings, and returns a
-:class:`~common.http_api.Reply`. ``__init__.main`` maps the Functions types onto these.
-
-The contract (the README's "Event processing" section shows it with examples):
-
-- The caller authenticates as for HttpGreeting (``x-api-key``; :mod:`common.http_api`).
-- ``Content-Type``: ``application/json`` or ``application/cloudevents+json`` (UTF-8), or
-  none; anything else, a batch included, is a 415.
-- The body is one JSON object of at most ``EVENT_MAX_BYTES`` (413 beyond), either
-  - a CloudEvent in JSON (it has ``specversion``): ``specversion`` "1.0", ``id``, ``source``
-    and ``type`` are required, the rest follows :mod:`common.cloud_events`; or
-  - any other object, which becomes the ``data`` of a CloudEvent of type
-    :data:`PLAIN_EVENT_TYPE` from source :data:`PLAIN_EVENT_SOURCE`.
-- The event id is the CloudEvent's own; for a plain object it is derived from the
-  ``Idempotency-Key`` header when one is sent (so a retried request publishes the same
-  id, which the input queue's duplicate detection drops), else a new UUID.
-- 202 ``{"id", "correlationId"}`` only once Event Grid accepted the event. Event Grid
-  unreachable, slow or throttling past ``EVENT_PUBLISH_BUDGET_SECONDS``: 503 with
-  ``Retry-After``. Event Grid refusing the event: 400 or 413 with its reason.
-
-The published event carries the request's trace context (``traceparent``, ``tracestate``:
-the CloudEvents distributed tracing extension) and its correlation id (``correlationid``),
-so QueueProcessor continues the same trace and logs under the same correlation id.
+:class:`~common.http_api.Reply`: 202 once Event Grid accepted the event, 4xx for an event that
+can never be published, 503 with ``Retry-After`` when Event Grid did not accept it within
+``EVENT_PUBLISH_BUDGET_SECONDS``. The event carries the request's trace context and correlation
+id. docs/http-api.md has the contract with examples.
 """
 
 from __future__ import annotations
@@ -31,21 +13,19 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from common import cloud_events, settings, strict_json, telemetry
-from common.errors import ConfigurationError, InvalidInput, TransientFailure
+from common import cloud_events, strict_json, telemetry
+from common.errors import ConfigurationError, InvalidInput, Reason, TransientFailure
 from common.http_api import (
     KeyLoader,
     Reply,
     Responder,
     authorize,
     body_error,
-    correlation_id_for,
-    load_configured_api_key,
 )
 from common.logs import InvocationLog, describe_error
 from common.retry import event_publish_policy, is_transient, retry_after_seconds, retry_async
@@ -92,13 +72,15 @@ class EventRequest:
 class Publisher(Protocol):
     """What is used of ``azure.eventgrid.aio.EventGridPublisherClient``."""
 
-    async def send(self, events: Any, **kwargs: Any) -> None: ...
+    # A property: the SDK's send is wrapped by its tracing decorator, which no method signature matches.
+    @property
+    def send(self) -> Callable[..., Awaitable[None]]: ...
 
 
 class BadEvent(InvalidInput):
     """The request cannot be published as sent: a 4xx whose detail tells the caller why."""
 
-    def __init__(self, status: int, detail: str, reason: str) -> None:
+    def __init__(self, status: int, detail: str, reason: Reason) -> None:
         super().__init__(detail, reason=reason)
         self.status = status
 
@@ -296,44 +278,32 @@ async def respond(
     invocation_id: str,
     log: InvocationLog,
     publisher: Callable[[], Publisher],
-    cfg: EventSettings | None = None,
-    load_api_key: KeyLoader = load_configured_api_key,
+    read_settings: Callable[[], EventSettings],
+    load_api_key: KeyLoader,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Reply:
-    """The reply to one request. Raises nothing: every outcome is a status.
+    """The reply to one request. Raises nothing: every outcome is a status
+    (:meth:`common.http_api.Responder.guard`): :class:`BadEvent` its 4xx, :class:`PublishUnavailable`
+    503 with ``Retry-After``, :class:`PublishRefused` (a configuration error) 500.
 
-    Errors (:mod:`common.errors`) become statuses here: :class:`BadEvent` (an
-    :class:`~common.errors.InvalidInput`) its 4xx, :class:`PublishUnavailable` (a
-    :class:`~common.errors.TransientFailure`) a 503 with ``Retry-After``, and anything else
-    (a :class:`~common.errors.ConfigurationError`, :class:`PublishRefused` among them) a 500 whose
-    detail goes to the log only. ``publisher()`` is called only for an event to publish;
-    ``cfg`` defaults to the app settings (read here, so a malformed one is a logged 500).
+    ``publisher()`` is called only for an event to publish; ``read_settings()`` inside the guard,
+    so a malformed setting is a logged 500.
     """
-    correlation_id = correlation_id_for(request.caller_correlation_id, invocation_id)
-    reply = Responder("event", method=request.method, correlation_id=correlation_id,
-                      log=log.bind(correlationId=correlation_id), requests_metric="app.events.requests")
-    try:
+    reply = Responder.for_request("event", method=request.method, caller_correlation_id=request.caller_correlation_id,
+                                  invocation_id=invocation_id, log=log, requests_metric="app.events.requests")
+    correlation_id = reply.correlation_id
+
+    async def publish_one() -> Reply:
         refused = await authorize(request.api_key, reply, load_api_key)
         if refused is not None:
             return refused
-        cfg = cfg or settings.event_settings()
-        try:
-            check_content_type(request.content_type)
-            event = build_event(read_body(request.body, cfg.max_event_bytes), idempotency_key=request.idempotency_key,
-                                correlation_id=correlation_id, now=now())
-            await publish(event, publisher(), cfg, reply.log.bind(eventId=event["id"]))
-        except BadEvent as exc:
-            return reply(exc.status, {"error": exc.detail}, exc.reason)
-        except PublishUnavailable as exc:
-            reply.log.error("event.publish_unavailable", error=str(exc), retryAfterS=exc.retry_after)
-            return reply(503, {"error": "Events cannot be accepted right now; try again later."}, "unavailable",
-                         **{"Retry-After": str(exc.retry_after)})
+        cfg = read_settings()
+        check_content_type(request.content_type)
+        event = build_event(read_body(request.body, cfg.max_event_bytes), idempotency_key=request.idempotency_key,
+                            correlation_id=correlation_id, now=now())
+        await publish(event, publisher(), cfg, reply.log.bind(eventId=event["id"]))
         reply.log.info("event.published", eventId=event["id"], eventType=event["type"][:128],
                        eventSource=event["source"][:128])
         return reply(202, {"id": event["id"], "correlationId": correlation_id}, "published")
-    except PublishRefused as exc:
-        reply.log.error("event.publish_refused", error=str(exc))
-        return reply(500, {"error": "Internal server error"}, "error")
-    except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
-        reply.log.exception("event.failed", exc)
-        return reply(500, {"error": "Internal server error"}, "error")
+
+    return await reply.guard(publish_one)

@@ -1,32 +1,10 @@
 """Event processing: validate one message, store its result, forward it, set aside what can never succeed.
 
-A message carries either a CloudEvent (as Event Grid delivers one from PublishEvent's
-topic: a JSON object with ``specversion``, checked by :mod:`common.cloud_events`) or a
-plain JSON event (an object with a string ``id``). Its result is upserted into Cosmos DB
-(``COSMOS_DATABASE``/``COSMOS_CONTAINER``) and, when ``OUTPUT_QUEUE_NAME`` is set,
-forwarded to that queue, so the chain goes on.
-
-Idempotent by construction: the item's id is derived from the event (its source and
-id), so a redelivered message rewrites the same item; the output message's id is
-derived from the same identity and the event's content, so a redelivery, or the same
-event resent in a new message, produces a message the output queue's duplicate
-detection drops. A message that can never be processed
-(not UTF-8, not strict JSON, not an object, no string ``id``, not a valid CloudEvent, a
-result Cosmos DB refuses, or one too large to send) goes to the invalid queue with its
-original body, its application properties and the reason, and the invocation completes.
-A write or a send that keeps failing raises after its retry budget, so Service Bus
-redelivers.
-
-Strict JSON in and out (:mod:`common.strict_json`): ``NaN``, ``Infinity`` and
-numbers beyond a double's range are refused on the way in, and the result is
-written as UTF-8 JSON with no non-standard constants, so a strict consumer
-reads exactly what was sent.
-
-Errors (:mod:`common.errors`): :func:`process_message` raises nothing for bad
-input (it is set aside); it raises :class:`~common.errors.ConfigurationError`
-for a bad setting (or a container whose partition key the items do not carry)
-and lets a write or a send that failed past its retry budget (an SDK error)
-propagate, so Service Bus redelivers, then dead-letters.
+A message carries a CloudEvent or a plain JSON event with a string ``id``; its result is upserted
+into Cosmos DB and forwarded to ``OUTPUT_QUEUE_NAME`` when set. Item and output ids derive from the
+event, so a redelivery rewrites the same item and sends a message duplicate detection drops. What
+can never be processed goes to the invalid queue with its reason; a write or send past its budget
+raises, so Service Bus redelivers. docs/event-chain.md has the contract.
 """
 
 from __future__ import annotations
@@ -43,14 +21,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-from common import clients, cloud_events, telemetry
+from common import cloud_events, telemetry
 from common.cosmos import partition_key_of
-from common.errors import ConfigurationError, InvalidInput
+from common.errors import ConfigurationError, InvalidInput, Reason
 from common.logs import InvocationLog, describe_error, sane_correlation_id
 from common.retry import RetryPolicy, cosmos_write_policy, queue_send_policy, retry_async
 from common.settings import QueueSettings
-from common.timing import elapsed_ms, utc_timestamp
 from common.strict_json import JsonInputError, dumps, has_unpaired_surrogate, loads
+from common.timing import elapsed_ms, utc_timestamp
 
 if TYPE_CHECKING:
     import azure.functions as func
@@ -65,17 +43,15 @@ ITEM_ID_NAMESPACE = uuid.UUID("0d7c2f4e-5b1a-4f3e-9a6d-2c8e7b1f4a90")
 PLAIN_EVENT_TYPE = "plain"
 MAX_REASON_LENGTH = 512
 
-InvalidReason = Literal["not_utf8", "not_json", "not_object", "missing_id", "invalid_cloud_event",
-                        "not_storable", "result_too_large"]
 Outcome = Literal["forwarded", "stored", "invalid"]
 
 
 class InvalidMessage(InvalidInput):
     """The message can never be processed, whatever the number of retries."""
 
-    reason: InvalidReason
+    reason: Reason
 
-    def __init__(self, reason: InvalidReason, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(detail, reason=reason)
 
     def __str__(self) -> str:
@@ -166,6 +142,10 @@ class InboundMessage:
         """The trace context the event's producer put on the event itself (PublishEvent's request)."""
         parsed = self.parsed
         return parsed.traceparent if isinstance(parsed, ParsedEvent) else None
+
+    def log_correlation_id(self) -> str | None:
+        """The id the invocation's log lines carry: the message's, else the event's, else the message id."""
+        return self.correlation_id or self.event_correlation_id() or self.message_id
 
     @property
     def effective_id(self) -> str:
@@ -443,24 +423,19 @@ async def process_message(
     *,
     queues: QueueSettings,
     log: InvocationLog,
-    container: ContainerProxy | None = None,
-    sender_for: Callable[[str], Sender] | None = None,
-    discard_sender: Callable[[str], None] | None = None,
+    container: ContainerProxy,
+    sender_for: Callable[[str], Sender],
+    discard_sender: Callable[[str], None] = _no_discard,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Outcome:
     """Store the processed result and forward it (when an output queue is set), or route the
     message aside; raise if that cannot be done within the budgets.
 
-    ``container`` defaults to ``common.clients.cosmos_container()``. ``sender_for(queue)`` and
-    ``discard_sender(queue)`` default to ``common.clients``' ``queue_sender`` and
-    ``discard_queue_sender`` (looked up per call); a caller that passes its own ``sender_for``
-    may pass a ``discard_sender`` too (otherwise nothing is discarded).
+    ``sender_for(queue)`` gives the sender of a queue (looked up per send); ``discard_sender(queue)``
+    drops a cached one whose link may be half-open.
     """
     started = time.perf_counter()
-    if sender_for is None:
-        sender_for = clients.queue_sender
-        discard_sender = discard_sender or clients.discard_queue_sender
-    discard = discard_sender or _no_discard
+    discard = discard_sender
     policy = queue_send_policy(queues.send_max_attempts, queues.send_budget_seconds)
     log = log.bind(messageId=inbound.message_id, deliveryCount=inbound.delivery_count)
     if inbound.delivery_count is not None and inbound.delivery_count > 1:
@@ -476,7 +451,6 @@ async def process_message(
                   durationMs=elapsed_ms(started), **fields)
 
     async def route_aside(error: InvalidMessage) -> Outcome:
-        assert sender_for is not None
         try:
             try:
                 await send_with_retry(queues.invalid_queue, invalid_message(inbound, error, queues.input_queue),
@@ -506,7 +480,7 @@ async def process_message(
     item = stored_item(parsed, result, queues.input_queue)
 
     try:
-        await store_result(container if container is not None else clients.cosmos_container(), item,
+        await store_result(container, item,
                            cosmos_write_policy(queues.store_budget_seconds), log)
     except InvalidMessage as error:
         return await route_aside(error)

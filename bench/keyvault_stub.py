@@ -72,7 +72,8 @@ def build_app(secrets: dict[str, str]):  # noqa: ANN201
         base = f"https://{request.host}/secrets/{name}"
         return web.json_response({
             "value": secrets[name], "id": f"{base}/0123456789abcdef0123456789abcdef",
-            "attributes": {"enabled": True, "created": 1764201600, "updated": 1764201600, "recoveryLevel": "Recoverable+Purgeable"},
+            "attributes": {"enabled": True, "created": 1764201600, "updated": 1764201600,
+                           "recoveryLevel": "Recoverable+Purgeable"},
             "tags": {}})
 
     async def get_stats(request: web.Request) -> web.Response:

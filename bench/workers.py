@@ -387,7 +387,7 @@ class ReferenceWriter:
     floor of what any code on this SDK costs per record. Items are prepared before the clock starts."""
 
     def __init__(self, blobs: list[BlobStream], concurrency: int) -> None:
-        from BlobEtl.records import to_item
+        from etl import to_item
 
         self.items = {blob.name: [to_item(record, blob.name, "2026-01-01T00:00:00.000Z")
                                   for record in json.loads(blob.read())] for blob in blobs}
@@ -433,13 +433,15 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
     if impl == "ours":
         # BlobEtl's inline path on the bytes, as the baseline's blob binding hands them over: the
         # ETL's cost, not the storage read that the Event Grid-triggered entry point adds.
-        from BlobEtl.etl import process_blob
-        from common import settings
+        from common import clients, settings
         from common.logs import bind_invocation
+        from etl import process_blob
 
         async def ours(blob: BlobStream, context: Context) -> None:
             await process_blob(blob.read(), source_blob=blob.name, cfg=settings.etl_settings(),
-                               log=bind_invocation(context))
+                               log=bind_invocation(context), container=clients.cosmos_container(),
+                               blob_service=clients.blob_service_client("EtlStorage"),
+                               throttle=clients.cosmos_throttle_signal())
 
         main = ours
         # Import now what the first invocation would import (the baseline imports its SDKs at
@@ -449,8 +451,8 @@ def etl(impl: str, records: int, trace_memory: bool) -> dict[str, Any]:
         import opentelemetry.metrics  # noqa: F401
         import opentelemetry.trace  # noqa: F401
 
-        import BlobEtl.etl  # noqa: F401
         import common.clients  # noqa: F401
+        import etl  # noqa: F401
     elif impl == "reference":
         reference = ReferenceWriter([warmup, stream], concurrency)
     else:
@@ -586,8 +588,8 @@ def cleanup(impl: str, items: int, concurrency: int) -> dict[str, Any]:
     if impl == "ours":  # modules the first run would import are not what a delete costs
         import azure.cosmos.aio  # noqa: F401
 
-        import CleanupTimer.cleanup  # noqa: F401
         import common.clients  # noqa: F401
+        import retention.cleanup  # noqa: F401
     server_before = server_stats()
     cpu_started = time.process_time()
     elapsed = asyncio.run(run())
@@ -633,9 +635,9 @@ def pipeline_step(step: str, blob: str, etag: str, size: int) -> dict[str, Any]:
     blob (reads every byte, sends every segment message); ``segment`` takes the first segment
     message from the work queue and writes its records. Growth is the process's peak RSS after the
     step less its peak before it (imports, clients and one storage round trip done)."""
-    from BlobEtl.fanout import BlobVersion, SplitWork, encode_work, handle_work
     from common import clients, settings
     from common.logs import bind_invocation
+    from etl import BlobVersion, SplitWork, encode_work, handle_work
 
     async def run() -> dict[str, Any]:
         cfg = settings.etl_settings()
@@ -671,7 +673,8 @@ def pipeline_step(step: str, blob: str, etag: str, size: int) -> dict[str, Any]:
             props = await queue.get_queue_properties()
             result["segments_queued"] = props.approximate_message_count
         else:
-            result["records"] = getattr(work, "segment").records
+            assert work.kind == "segment", work
+            result["records"] = work.segment.records
         await clients.close_all()
         return result
 

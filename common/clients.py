@@ -63,34 +63,36 @@ def _is_loopback_url(url: str) -> bool:
     return settings.is_loopback_host(urlsplit(url).hostname)
 
 
-def http_transport(*, verify: bool = True, on_throttle: Callable[[], None] | None = None) -> Any:
+def http_transport(*, verify: bool = True) -> Any:
     """The HTTP transport of each HTTP-based client (Cosmos DB, Blob storage, Key Vault, Event Grid).
 
     azure-core's aiohttp transport trusts the environment by default: aiohttp then looks up
-    proxy settings and ``~/.netrc`` on a thread-pool hop for every request. Measured here against
-    the Cosmos DB API server, 3,000 upserts with 16 in flight: 0.99-1.08 ms of client CPU per
-    upsert with the lookups, 0.46 ms without, and 2.1-2.4x the upserts per second. So the
-    lookups are off unless ``HTTP_PROXY_FROM_ENVIRONMENT=true`` (behind a proxy set by
-    ``HTTPS_PROXY``/``NO_PROXY``). Each client gets its own transport and closes it with itself.
-    ``on_throttle`` is called for every 429 response, the SDK's own retries included.
+    proxy settings and ``~/.netrc`` on a thread-pool hop for every request, which doubled the
+    client CPU of an upsert here (docs/benchmarks.md). So the lookups are off unless
+    ``HTTP_PROXY_FROM_ENVIRONMENT=true`` (behind a proxy set by ``HTTPS_PROXY``/``NO_PROXY``).
+    Each client gets its own transport and closes it with itself.
     """
     from azure.core.pipeline.transport import AioHttpTransport
 
     use_env = settings.network_settings().proxy_from_environment
-    kwargs: dict[str, Any] = {"use_env_settings": use_env, "connection_verify": verify,
-                              "connection_timeout": CONNECT_TIMEOUT, "read_timeout": READ_TIMEOUT}
-    if on_throttle is None:
-        return AioHttpTransport(**kwargs)
-    notify: Callable[[], None] = on_throttle
+    return AioHttpTransport(use_env_settings=use_env, connection_verify=verify,
+                            connection_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT)
 
-    class ThrottleObservingTransport(AioHttpTransport):
-        async def send(self, request: Any, **send_kwargs: Any) -> Any:
-            response = await super().send(request, **send_kwargs)
-            if response.status_code == 429:
-                notify()
-            return response
 
-    return ThrottleObservingTransport(**kwargs)
+def throttle_hook(signal: ThrottleSignal) -> Callable[[Any], None]:
+    """A ``raw_response_hook`` (azure-core's ``CustomHookPolicy``) that counts every 429 response.
+
+    Given to the Cosmos client, it sees each HTTP try, the SDK's own throttle retries included:
+    those run above the pipeline, one pipeline run per try. The Cosmos client builds its own
+    pipeline and ignores ``per_call_policies``, so a policy there would never run. A call that
+    passes its own ``raw_response_hook`` replaces this one for that call; the app never does.
+    """
+
+    def hook(response: Any) -> None:
+        if response.http_response.status_code == 429:
+            signal.throttled()
+
+    return hook
 
 
 # ---------------------------------------------------------------- Key Vault
@@ -166,7 +168,8 @@ def _build_cosmos_client(connection: str) -> CosmosClient:
     if local:
         # Local emulators serve a self-signed certificate and one region.
         kwargs.update(connection_verify=False, enable_endpoint_discovery=False)
-    kwargs["transport"] = http_transport(verify=not local, on_throttle=cosmos_throttle_signal(connection).throttled)
+    kwargs["transport"] = http_transport(verify=not local)
+    kwargs["raw_response_hook"] = throttle_hook(cosmos_throttle_signal(connection))
     if conn.connection_string is not None:
         return CosmosClient.from_connection_string(conn.connection_string, **kwargs)
     return CosmosClient(endpoint, credential=get_credential(), **kwargs)

@@ -151,7 +151,8 @@ def _read_storage_service(read: SettingsReader, name: str, kind: ConnectionKind,
     account = read.raw(f"{name}__accountName")
     if account is not None:
         if not re.fullmatch(r"[a-z0-9]{3,24}", account):
-            raise ConfigurationError(f"{name}__accountName", "must be a storage account name (3-24 lowercase letters and digits).")
+            raise ConfigurationError(f"{name}__accountName",
+                                     "must be a storage account name (3-24 lowercase letters and digits).")
         return Connection(name, kind, endpoint=f"https://{account}.{service}.core.windows.net/")
     raise ConfigurationError(
         uri_setting,

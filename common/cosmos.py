@@ -12,8 +12,8 @@ properties once per process and takes each item's key from that path::
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from common.errors import ConfigurationError
@@ -36,7 +36,8 @@ class PartitionKeyPath:
         definition = properties.get("partitionKey") or {}
         paths = tuple(definition.get("paths") or ())
         if not paths:
-            raise ConfigurationError("COSMOS_CONTAINER", f"names container '{properties.get('id')}', which reports no partition key paths")
+            raise ConfigurationError("COSMOS_CONTAINER",
+                                     f"names container '{properties.get('id')}', which reports no partition key paths")
         for path in paths:
             if not path.startswith("/") or path == "/":
                 raise ConfigurationError("COSMOS_CONTAINER", f"names a container with an unsupported partition key path {path!r}")

@@ -1,41 +1,36 @@
-"""The app's one error model: three kinds of failure, and what each trigger does with them.
+"""The app's one error model: three kinds of failure, each with one outcome per trigger.
 
-Every exception the app raises on purpose is one of these, so a reader can tell
-from its type alone whether an invocation completes or fails, as azure-core's
-``exceptions.py`` does for the SDKs::
-
-    from common.errors import InvalidInput, TransientFailure
+Every exception the app raises on purpose is one of these, so its type alone says whether
+an invocation completes or fails; :mod:`common.invocation` looks the outcome up by class
+(the table is in docs/architecture.md)::
 
     raise InvalidInput("'name' must be a string.")           # never heals: refuse it, set it aside
     raise TransientFailure("Key Vault is unreachable")       # may heal: let the platform retry
 
-=====================  ===================================  =========================================
-kind                   meaning                              what each trigger does with it
-=====================  ===================================  =========================================
-ConfigurationError     an app setting (or a resource the    fails the invocation, with the setting's
-                       settings point at) is missing or     name; every retry fails the same way until
-                       malformed: an operator must fix it   the setting is fixed, so it is logged as
-                                                            an error, not retried in a loop
-InvalidInput           this input can never succeed,        HTTP: a 4xx with a JSON body. Service Bus:
-                       whatever the number of retries       the message goes to the invalid queue with
-                                                            its reason and the invocation completes.
-                                                            Blob: the record (or blob) is named in the
-                                                            summary; the invocation completes
-TransientFailure       a dependency failed in a way a       HTTP: 503 with Retry-After. Service Bus and
-                       later attempt may get past           blob: the invocation fails and the platform
-                                                            redelivers (then dead-letters or poisons).
-                                                            Timer: the run fails; the next run resumes
-=====================  ===================================  =========================================
-
-Errors from the Azure SDKs (``azure.core.exceptions``) are not wrapped on their
-way up: :func:`common.retry.is_transient` classifies them where a retry decision
-is made. What reaches the host passes through :func:`common.logs.masked_failures`,
-which re-raises it as :class:`InvocationFailed` with a masked message.
+SDK errors (``azure.core.exceptions``) are not wrapped: :func:`common.retry.is_transient`
+classifies them where a retry decision is made.
 """
 
 from __future__ import annotations
 
-__all__ = ["AppError", "ConfigurationError", "InvalidInput", "InvocationFailed", "TransientFailure"]
+from typing import Literal
+
+__all__ = ["AppError", "ConfigurationError", "InvalidInput", "InvocationFailed", "Reason", "TransientFailure"]
+
+#: Every reason code an :class:`InvalidInput` carries: the stable codes that logs, metrics, summaries
+#: and set-aside messages report (mypy holds each raise to this list).
+Reason = Literal[
+    "invalid",
+    # a body, message or record read by common.strict_json
+    "not_utf8", "not_json", "too_deep", "number_too_long", "number_out_of_range", "non_standard",
+    # HTTP requests
+    "bad_request", "empty", "not_object", "batch", "too_large", "bad_idempotency_key",
+    "unsupported_media_type", "unsupported_charset", "invalid_cloud_event", "refused_by_event_grid",
+    # Service Bus messages (QueueProcessor)
+    "missing_id", "not_storable", "result_too_large",
+    # the data pipeline
+    "bad_event", "bad_blob_path", "bad_work_message", "unreadable_blob", "invalid_record",
+]
 
 
 class AppError(Exception):
@@ -58,7 +53,7 @@ class InvalidInput(AppError):
     the message is the human-readable detail.
     """
 
-    def __init__(self, detail: str, *, reason: str = "invalid") -> None:
+    def __init__(self, detail: str, *, reason: Reason = "invalid") -> None:
         super().__init__(detail)
         self.reason = reason
         self.detail = detail
@@ -73,5 +68,5 @@ class InvocationFailed(AppError):
 
     The runtime hands an escaping exception's message and stack trace to the host, which logs
     them: an SDK error can quote a connection string there. Raised only by
-    :func:`common.logs.masked_failures`.
+    :func:`common.invocation.run`.
     """

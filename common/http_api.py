@@ -1,17 +1,12 @@
 """What every HTTP function shares: the caller's API key, correlation ids and JSON replies.
 
-HttpGreeting and PublishEvent guard their routes the same way: the caller sends the
-API key in ``x-api-key``; the expected key lives in Key Vault (read with the managed
-identity, cached by :mod:`common.secrets`) or, locally, in the ``API_KEY`` app setting.
-Each function's logic builds a :class:`Responder` and asks :func:`authorize` first::
+Each function's logic builds a :class:`Responder`, checks the caller with :func:`authorize`
+and runs its work under :meth:`Responder.guard`, which turns every error into a status
+(:func:`common.invocation.http_status`)::
 
     respond = Responder("greeting", method="GET", correlation_id=cid, log=log,
                         requests_metric="app.greeting.requests")
-    refused = await authorize(request.api_key, respond, load_api_key)
-    if refused is not None:
-        return refused
-    ...
-    return respond(200, {"message": "Hello"}, "greeted")
+    return await respond.guard(lambda: greet(request, respond, load_api_key))
 
 Every reply is JSON, carries ``x-correlation-id`` and ``Cache-Control: no-store``, and is
 logged and counted once with its outcome.
@@ -26,10 +21,12 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from common import settings, telemetry
-from common.logs import InvocationLog, sane_correlation_id
-from common.strict_json import JsonInputError
+from common import telemetry
+from common.errors import ConfigurationError, InvalidInput, TransientFailure
+from common.logs import InvocationLog, describe_error, sane_correlation_id
 from common.secrets import SecretUnavailableError, get_secret
+from common.settings import ApiKeySettings
+from common.strict_json import JsonInputError
 from common.timing import elapsed_ms
 
 __all__ = [
@@ -41,8 +38,8 @@ __all__ = [
     "authorize",
     "body_error",
     "correlation_id_for",
+    "api_key_loader",
     "keys_match",
-    "load_configured_api_key",
 ]
 
 #: One answer for a missing key, a wrong key and no key configured: the caller learns nothing more.
@@ -89,10 +86,29 @@ def keys_match(provided: str, expected: str) -> bool:
     return hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
-async def load_configured_api_key() -> str | None:
-    """The API key from Key Vault (or, locally, the API_KEY app setting)."""
-    cfg = settings.greeting_settings()
-    return await get_secret(cfg.api_key_secret_name, local_setting=cfg.local_api_key_setting)
+class api_key_loader:  # noqa: N801 - used as a function: api_key_loader(settings.api_key_settings)
+    """Loads the expected API key from Key Vault (or, locally, the API_KEY app setting).
+
+    The settings are read on each load, inside the request's guard, so a malformed one is a
+    logged 500 rather than a failed invocation."""
+
+    def __init__(self, read_settings: Callable[[], ApiKeySettings]) -> None:
+        self.read_settings = read_settings
+
+    async def __call__(self) -> str | None:
+        cfg = self.read_settings()
+        return await get_secret(cfg.api_key_secret_name, local_setting=cfg.local_api_key_setting)
+
+    def where(self) -> str:
+        """Where an operator puts the key, for the log line of a key that is not configured."""
+        cfg = self.read_settings()
+        return (f"set secret '{cfg.api_key_secret_name}' in the vault at KEY_VAULT_URL, "
+                f"or (locally) the app setting '{cfg.local_api_key_setting}'")
+
+
+#: What a caller is told when a dependency failed in a way a later request may get past.
+UNAVAILABLE = {"error": "The service is temporarily unavailable; try again later."}
+INTERNAL_ERROR = {"error": "Internal server error"}
 
 
 class Responder:
@@ -108,6 +124,14 @@ class Responder:
         self.requests_metric = requests_metric
         self.started = time.perf_counter()
 
+    @classmethod
+    def for_request(cls, operation: str, *, method: str, caller_correlation_id: str | None, invocation_id: str,
+                    log: InvocationLog, requests_metric: str) -> Responder:
+        """The responder of one request, under the caller's correlation id when it is sane."""
+        correlation_id = correlation_id_for(caller_correlation_id, invocation_id)
+        return cls(operation, method=method, correlation_id=correlation_id, log=log.bind(correlationId=correlation_id),
+                   requests_metric=requests_metric)
+
     def __call__(self, status: int, body: dict[str, Any], outcome: str, **extra_headers: str) -> Reply:
         elapsed = time.perf_counter() - self.started
         level = self.log.warning if 400 <= status < 500 else (self.log.error if status >= 500 else self.log.info)
@@ -119,25 +143,52 @@ class Responder:
                    "Cache-Control": "no-store", **extra_headers}
         return Reply(status, body, headers)
 
+    async def guard(self, work: Callable[[], Awaitable[Reply]]) -> Reply:
+        """``work()``'s reply, or the reply for the error it raised, by kind (:mod:`common.errors`):
+        invalid input its 4xx with the detail, a transient failure 503 with ``Retry-After``, and a
+        configuration error or anything unexpected 500, whose detail goes to the log only."""
+        from common.invocation import http_status, retry_after_of
 
-async def authorize(provided_key: str | None, respond: Responder,
-                    load_api_key: KeyLoader = load_configured_api_key) -> Reply | None:
+        try:
+            return await work()
+        except InvalidInput as exc:
+            return self(http_status(exc), {"error": exc.detail}, exc.reason)
+        except TransientFailure as exc:
+            retry_after = retry_after_of(exc)
+            self.log.error(f"{self.operation}.unavailable", error=describe_error(exc), retryAfterS=retry_after)
+            return self(503, dict(UNAVAILABLE), "unavailable", **{"Retry-After": str(retry_after)})
+        except ConfigurationError as exc:
+            self.log.error(f"{self.operation}.misconfigured", setting=exc.setting, error=describe_error(exc))
+            return self(500, dict(INTERNAL_ERROR), "error")
+        except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
+            self.log.exception(f"{self.operation}.failed", exc)
+            return self(500, dict(INTERNAL_ERROR), "error")
+
+
+async def authorize(provided_key: str | None, respond: Responder, load_api_key: KeyLoader) -> Reply | None:
     """None when ``provided_key`` is the configured API key; else the reply that refuses the call:
     401 (no key, a wrong key, or no key configured) or 503 with ``Retry-After`` (vault unreachable)."""
     try:
         expected = await load_api_key()
     except SecretUnavailableError as exc:
         respond.log.error(f"{respond.operation}.key_unavailable", error=str(exc))
-        return respond(503, {"error": "The service is temporarily unavailable; try again later."},
-                       "key_unavailable", **{"Retry-After": str(KEY_UNAVAILABLE_RETRY_AFTER_SECONDS)})
+        return respond(503, dict(UNAVAILABLE), "key_unavailable",
+                       **{"Retry-After": str(KEY_UNAVAILABLE_RETRY_AFTER_SECONDS)})
     if expected is None:
-        cfg = settings.greeting_settings()
-        respond.log.error(
-            f"{respond.operation}.key_not_configured",
-            reason=f"no API key: set secret '{cfg.api_key_secret_name}' in the vault at KEY_VAULT_URL, "
-            f"or (locally) the app setting '{cfg.local_api_key_setting}'; refusing every request",
-        )
+        where = getattr(load_api_key, "where", None)
+        hint = where() if callable(where) else ("set the secret named by API_KEY_SECRET_NAME in the vault at "
+                                                "KEY_VAULT_URL, or (locally) the app setting 'API_KEY'")
+        respond.log.error(f"{respond.operation}.key_not_configured",
+                          reason=f"no API key: {hint}; refusing every request")
         return respond(401, dict(UNAUTHORIZED), "key_not_configured")
     if not provided_key or not keys_match(provided_key, expected):
         return respond(401, dict(UNAUTHORIZED), "missing_key" if not provided_key else "wrong_key")
     return None
+
+
+def to_http_response(reply: Reply) -> Any:
+    """``reply`` as the Functions ``HttpResponse``."""
+    import azure.functions as func
+
+    return func.HttpResponse(reply.body_json(), status_code=reply.status, headers=reply.headers,
+                             mimetype="application/json", charset="utf-8")

@@ -17,17 +17,16 @@ tokens and any value registered with :func:`register_secret`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from common.errors import InvocationFailed
 
-__all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_error", "masked_failures", "redact",
+__all__ = ["InvocationFailed", "InvocationLog", "bind_invocation", "describe_error", "redact",
            "sane_correlation_id",
            "register_secret"]
 
@@ -91,15 +90,6 @@ def describe_error(exc: BaseException, limit: int = 500) -> str:
     first = message[0] if message else ""
     text = f"{type(exc).__name__}: {first}" if first else type(exc).__name__
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-@contextlib.contextmanager
-def masked_failures() -> Iterator[None]:
-    """Re-raise any failure as :class:`InvocationFailed` with a masked message and no chained cause."""
-    try:
-        yield
-    except Exception as exc:
-        raise InvocationFailed(describe_error(exc)) from None
 
 
 def _clean(value: Any) -> Any:

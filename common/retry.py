@@ -131,10 +131,12 @@ def is_transient(exc: BaseException) -> bool:
         return retryable
     servicebus = sys.modules.get("azure.servicebus.exceptions")
     if servicebus is not None and isinstance(exc, servicebus.ServiceBusError):
-        # A wrong key or a missing role never heals by retrying, whatever the SDK's flag says.
-        if isinstance(exc, (servicebus.ServiceBusAuthenticationError, servicebus.ServiceBusAuthorizationError)):
-            return False
-        return bool(getattr(exc, "_retryable", False))
+        # By public class, not the SDK's private flag: these are the ones azure-servicebus builds as
+        # retryable (exceptions.py), less authentication, authorization and a disabled entity, which
+        # never heal within a send's budget. A bare ServiceBusError is not retried.
+        return isinstance(exc, (servicebus.ServiceBusConnectionError, servicebus.ServiceBusCommunicationError,
+                                servicebus.OperationTimeoutError, servicebus.ServiceBusServerBusyError,
+                                servicebus.SessionCannotBeLockedError))
     from azure.core.exceptions import HttpResponseError, ServiceRequestError, ServiceResponseError
 
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):

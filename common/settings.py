@@ -41,25 +41,27 @@ from common.connections import (
     read_storage_connection,
     read_storage_queue_connection,
 )
+
 # Defined with the rest of the error model (common.errors); re-exported where settings are read.
 from common.errors import ConfigurationError
 from common.host_config import function_timeout_seconds, queue_max_dequeue_count, read_function_timeout
 from common.setting_parsers import SettingsReader, is_loopback_host
 
 __all__ = [
+    "ApiKeySettings",
     "CleanupSettings",
     "ConfigurationError",
     "Connection",
     "CosmosTarget",
     "EtlSettings",
     "EventSettings",
-    "GreetingSettings",
     "IdentitySettings",
     "NetworkSettings",
     "PLATFORM_SETTINGS",
     "QueueSettings",
     "SecretSettings",
     "TelemetrySettings",
+    "api_key_settings",
     "cleanup_settings",
     "connection_string_parts",
     "cosmos_connection",
@@ -67,7 +69,6 @@ __all__ = [
     "etl_settings",
     "event_settings",
     "function_timeout_seconds",
-    "greeting_settings",
     "identity_settings",
     "is_loopback_host",
     "local_secret",
@@ -96,7 +97,7 @@ class GroupReader(Protocol[_T_co]):
 #: Group reader name -> the settings it reads.
 _DECLARED: dict[str, tuple[str, ...]] = {}
 _caches: list[Callable[[], None]] = []
-#: Set by the platform, not by the app's owner: read, but documented nowhere as app settings.
+#: Set by the platform, not by the app's owner: read, and listed in docs/settings.md as set by the platform.
 PLATFORM_SETTINGS = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID")
 #: Settings that hold a secret locally (KEY_VAULT_URL empty), read through :func:`local_secret`.
 _LOCAL_SECRETS = ("API_KEY",)
@@ -183,7 +184,9 @@ def local_secret(setting: str, values: Values | None = None) -> str | None:
 
 
 @dataclass(frozen=True)
-class GreetingSettings:
+class ApiKeySettings:
+    """The API key that HttpGreeting and PublishEvent check."""
+
     #: Name of the Key Vault secret that holds the API key.
     api_key_secret_name: str
     #: App setting that holds the API key when KEY_VAULT_URL is empty (local only).
@@ -191,13 +194,13 @@ class GreetingSettings:
 
 
 @_group("API_KEY_SECRET_NAME")
-def greeting_settings(read: SettingsReader) -> GreetingSettings:
+def api_key_settings(read: SettingsReader) -> ApiKeySettings:
     name = read.optional("API_KEY_SECRET_NAME", "greeting-api-key")
     if not re.fullmatch(r"[0-9A-Za-z-]{1,127}", name):
         raise ConfigurationError(
             "API_KEY_SECRET_NAME", "must be a Key Vault secret name (letters, digits and dashes), such as 'greeting-api-key'."
         )
-    return GreetingSettings(api_key_secret_name=name, local_api_key_setting="API_KEY")
+    return ApiKeySettings(api_key_secret_name=name, local_api_key_setting="API_KEY")
 
 
 @dataclass(frozen=True)
@@ -352,7 +355,7 @@ class CleanupSettings:
     delete_concurrency: int
     page_size: int
     #: Seconds the whole run may take; None: derived from host.json's functionTimeout by the
-    #: cleanup itself (``CleanupTimer.cleanup.time_budget``), where that policy belongs.
+    #: cleanup itself (``retention.cleanup.time_budget``), where that policy belongs.
     time_budget_seconds: float | None = None
 
 

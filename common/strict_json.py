@@ -47,7 +47,7 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from common.errors import InvalidInput
+from common.errors import InvalidInput, Reason
 
 __all__ = [
     "ArrayElement",
@@ -90,15 +90,15 @@ class JsonInputError(InvalidInput):
     ``number_too_long``, ``number_out_of_range``.
     """
 
-    def __init__(self, reason: str, detail: str, position: int | None = None) -> None:
+    def __init__(self, reason: Reason, detail: str, position: int | None = None) -> None:
         super().__init__(detail, reason=reason)
         self.position = position
 
 
 class _NumberRefused(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: Reason, detail: str) -> None:
         super().__init__(detail)
-        self.reason = reason
+        self.reason: Reason = reason
         self.detail = detail
 
 

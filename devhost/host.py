@@ -79,7 +79,7 @@ def event_chain_notes(functions: Any, environ: Any) -> list[str]:
                  "authenticates and validates, then answers 500 naming the setting (set it to a topic you may publish "
                  "to, or deploy with azd up)")
     return [first, "event chain, last hop: POST /admin/functions/QueueProcessor with {\"input\": \"<a CloudEvent as JSON>\"} "
-                   "stores the result in the local Cosmos DB (README: Event processing)"]
+                   "stores the result in the local Cosmos DB (docs/event-chain.md)"]
 
 
 def say(message: str) -> None:

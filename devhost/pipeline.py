@@ -203,17 +203,17 @@ class Pipeline:
 
     async def trigger(self, name: str, etag: str) -> str:
         """What BlobEtl does with the BlobCreated event of ``name`` at ``etag``."""
-        from BlobEtl.blob_events import BlobCreated, handle_blob_created
-        from BlobEtl.etl import BlobRef
         from common import clients, settings
         from common.logs import bind_invocation
+        from etl import BlobCreated, BlobRef, handle_blob_created
 
         cfg = settings.etl_settings()
         return await handle_blob_created(
             BlobCreated(BlobRef(INPUT_CONTAINER, name), etag.strip('"'), None), cfg=cfg,
             log=bind_invocation(_Context("BlobEtl")),
             blob_service=clients.blob_service_client("EtlStorage"),
-            queue=lambda: clients.storage_queue(cfg.work_queue))
+            queue=lambda: clients.storage_queue(cfg.work_queue), container=clients.cosmos_container,
+            throttle=clients.cosmos_throttle_signal())
 
     async def summary(self, name: str, etag: str, timeout: float = 240.0) -> dict[str, Any]:
         """The readable summary of ``name`` once it is the summary of version ``etag``."""
@@ -239,8 +239,8 @@ class Pipeline:
         """The version's own summary (``_runs/<token>/summary.json``), written even when the blob changed."""
         from azure.core.exceptions import ResourceNotFoundError
 
-        from BlobEtl.fanout import BlobVersion, RUNS_PREFIX
         from common import clients
+        from etl import RUNS_PREFIX, BlobVersion
 
         token = BlobVersion(INPUT_CONTAINER, name, etag, 0).token
         client = clients.blob_service_client("EtlStorage").get_blob_client(
@@ -286,9 +286,9 @@ class Pipeline:
         """Run BlobEtlWorker in this process until the work queue stays empty, with the queue
         extension's rules: delete on success; on failure release it, or on the last delivery
         move it to the poison queue."""
-        from BlobEtl.fanout import handle_work
         from common import clients, settings
         from common.logs import bind_invocation
+        from etl import handle_work
 
         cfg = settings.etl_settings()
         queue = clients.storage_queue(cfg.work_queue)

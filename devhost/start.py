@@ -32,7 +32,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from devhost.emulators import Emulators, EmulatorError, provision
+from devhost.emulators import EmulatorError, Emulators, provision
 from devhost.host import DevHost, DevHostError, load_local_settings, say
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

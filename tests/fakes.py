@@ -276,7 +276,7 @@ class FakeContainer:
         if response_hook is not None:
             response_hook({"x-ms-request-charge": str(self.charge)}, None)
 
-    def query_items(self, query: str, parameters=None, max_item_count=None, **kwargs) -> "_FakePaged":  # noqa: ANN001, ANN003
+    def query_items(self, query: str, parameters=None, max_item_count=None, **kwargs) -> _FakePaged:  # noqa: ANN001, ANN003
         return _FakePaged(self, query, {p["name"]: p["value"] for p in parameters or []}, max_item_count or 100)
 
 

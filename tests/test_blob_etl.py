@@ -2,20 +2,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-import types
 import logging
+import types
 from typing import Any
 
 import pytest
 
-from common.errors import ConfigurationError, InvalidInput
-
 import BlobEtl
-from BlobEtl import records
-from BlobEtl.etl import BlobRef, process_blob, run_etl, summary_blob_name
-from BlobEtl.records import BlobFormatError, InvalidRecord, check_blob, detect_format, iter_records, validate_record
+from common.errors import ConfigurationError, InvalidInput
 from common.logs import bind_invocation
 from common.settings import EtlSettings
+from etl import BlobRef, process_blob, records, run_etl, summary_blob_name
+from etl.records import BlobFormatError, InvalidRecord, check_blob, detect_format, iter_records, validate_record
 from tests.conftest import FakeContext, use_fake_clients
 from tests.fakes import FakeContainer, cosmos_error
 
@@ -265,7 +263,7 @@ class FakeBlobClient:
         self.metadata[self.path] = dict(metadata or {})
 
     def _etag(self) -> str:
-        return '"0x%s"' % hashlib.sha256(self.store[self.path]).hexdigest()[:16].upper()
+        return f'"0x{hashlib.sha256(self.store[self.path]).hexdigest()[:16].upper()}"'
 
     async def get_blob_properties(self) -> Any:
         from azure.core.exceptions import ResourceNotFoundError
@@ -362,7 +360,7 @@ async def test_an_event_that_is_not_blob_created_is_ignored(monkeypatch: pytest.
 async def test_process_blob_with_explicit_clients() -> None:
     container, blobs = FakeContainer(), FakeBlobService()
     summary = await process_blob(b"not json at all", source_blob="incoming/x.json", cfg=CFG,
-                                 log=bind_invocation(FakeContext()), container=container, blob_service=blobs)  # type: ignore[arg-type]
+                                 log=bind_invocation(FakeContext()), container=container, blob_service=blobs)
     assert summary.status == "failed"
     assert json.loads(blobs.store["summaries/x.json.summary.json"])["status"] == "failed"
 
@@ -385,7 +383,7 @@ async def test_unpaired_surrogates_are_invalid_records_and_the_summary_still_enc
     data = b'{"id": "ok", "data": "d", "source": "s", "type": "t"}\n{"id": "x\\ud800", "data": "d", "source": "s", "type": "t"}\n'
     container, blobs = FakeContainer(), FakeBlobService()
     summary = await process_blob(data, source_blob="incoming/s.jsonl", cfg=CFG, log=bind_invocation(FakeContext()),
-                                 container=container, blob_service=blobs)  # type: ignore[arg-type]
+                                 container=container, blob_service=blobs)
     assert (summary.written, summary.invalid) == (1, 1)
     assert "surrogate" in summary.errors[0]["reason"]
     json.loads(blobs.store["summaries/s.jsonl.summary.json"])
@@ -420,7 +418,7 @@ async def test_duplicate_ids_last_one_wins_even_when_writes_finish_out_of_order(
 
 
 def test_error_entries_echo_at_most_256_characters_of_an_id() -> None:
-    from BlobEtl.etl import EtlSummary
+    from etl import EtlSummary
 
     summary = EtlSummary(source_blob="c/b", started_at="t")
     summary.add_error(0, "x" * 10_000, "'id' is longer than 255 characters")

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 import CleanupTimer
-from CleanupTimer.cleanup import CleanupFailed, delete_expired_records, expired_items_query, expiry_cutoff, run_cleanup
 from common.cosmos import PartitionKeyPath
 from common.errors import TransientFailure
 from common.logs import bind_invocation
 from common.settings import CleanupSettings
+from retention.cleanup import CleanupFailed, delete_expired_records, expired_items_query, expiry_cutoff, run_cleanup
 from tests.conftest import FakeContext, use_fake_clients
 from tests.fakes import FakeContainer, cosmos_error
 
@@ -193,7 +193,7 @@ async def test_run_cleanup_failure_is_logged_and_raised(caplog: pytest.LogCaptur
     from azure.cosmos.exceptions import CosmosHttpResponseError
 
     with caplog.at_level(logging.ERROR), pytest.raises(CosmosHttpResponseError):
-        await run_cleanup(cfg=CFG, log=bind_invocation(FakeContext()), container=container)  # type: ignore[arg-type]
+        await run_cleanup(cfg=CFG, log=bind_invocation(FakeContext()), container=container)
     assert "cleanup.failed" in caplog.text
 
 
@@ -249,7 +249,7 @@ async def test_unreadable_timestamps_are_never_deleted_and_are_reported(caplog: 
     assert report.more_remain is False  # no later run will delete them: that is for a person to fix
 
     with caplog.at_level(logging.INFO):
-        await run_cleanup(cfg=CFG, log=bind_invocation(FakeContext()), container=container)  # type: ignore[arg-type]
+        await run_cleanup(cfg=CFG, log=bind_invocation(FakeContext()), container=container)
     [summary] = [json.loads(r.getMessage()) for r in caplog.records if "cleanup.completed" in r.getMessage()]
     assert summary["skipped"] == {"no_utc_offset": len(no_offset), "unreadable_timestamp": len(unreadable)}
     assert summary["deleted"] == 0 and summary["moreRemain"] is False
@@ -314,8 +314,9 @@ async def test_a_hung_delete_cannot_overrun_the_budget(caplog: pytest.LogCapture
     container.hang_after["delete"] = 40
     started = time.monotonic()
     with caplog.at_level(logging.INFO):
-        report = await run_cleanup(cfg=cfg, log=bind_invocation(FakeContext()), container=container)  # type: ignore[arg-type]
+        report = await run_cleanup(cfg=cfg, log=bind_invocation(FakeContext()), container=container)
     elapsed = time.monotonic() - started
+    assert cfg.time_budget_seconds is not None
     assert elapsed < cfg.time_budget_seconds + MARGIN, elapsed
     assert (report.stopped, report.deleted, report.failed) == ("time_budget", 40, 0)
     assert container.hanging == 0 and container.abandoned == 16 and not other_tasks()
@@ -332,6 +333,7 @@ async def test_a_hung_query_page_cannot_overrun_the_budget() -> None:
     started = time.monotonic()
     report = await clean(container, cfg)
     elapsed = time.monotonic() - started
+    assert cfg.time_budget_seconds is not None
     assert elapsed < cfg.time_budget_seconds + MARGIN, elapsed
     assert (report.stopped, report.more_remain, report.deleted) == ("time_budget", True, 25)
     assert container.hanging == 0 and container.abandoned == 1 and not other_tasks()
@@ -346,6 +348,7 @@ async def test_retrying_deletes_cannot_overrun_the_budget() -> None:
     with pytest.raises(CleanupFailed) as info:
         await clean(container, cfg)
     elapsed = time.monotonic() - started
+    assert cfg.time_budget_seconds is not None
     assert elapsed < cfg.time_budget_seconds + MARGIN, elapsed
     assert info.value.report.more_remain and not other_tasks() and len(container.items) == 300
 
@@ -359,8 +362,9 @@ async def test_a_run_that_hangs_before_any_progress_fails_as_transient(operation
     container.hang_after[operation] = 0
     started = time.monotonic()
     with caplog.at_level(logging.INFO), pytest.raises(CleanupFailed) as info:
-        await run_cleanup(cfg=cfg, log=bind_invocation(FakeContext()), container=container)  # type: ignore[arg-type]
+        await run_cleanup(cfg=cfg, log=bind_invocation(FakeContext()), container=container)
     elapsed = time.monotonic() - started
+    assert cfg.time_budget_seconds is not None
     assert elapsed < cfg.time_budget_seconds + MARGIN, elapsed
     assert isinstance(info.value, TransientFailure)
     assert container.hanging == 0 and container.abandoned >= 1 and not other_tasks()
@@ -370,7 +374,7 @@ async def test_a_run_that_hangs_before_any_progress_fails_as_transient(operation
 
 
 async def test_a_run_whose_every_pass_deleted_something_says_more_remain(monkeypatch: pytest.MonkeyPatch) -> None:
-    from CleanupTimer import cleanup
+    from retention import cleanup
 
     monkeypatch.setattr(cleanup, "MAX_PASSES", 1)  # no confirming pass left to prove the backlog empty
     container = FakeContainer()

@@ -11,6 +11,10 @@ import pytest
 from tests.conftest import APP_ROOT
 
 
+def backslashed(match: re.Match[str]) -> str:
+    return "\\" + match.group()
+
+
 def core_tools_ignores(funcignore: str) -> re.Pattern[str]:
     """The deny pattern Core Tools builds from .funcignore (src/Cli/func/Common/GitIgnoreParser.cs):
     a leading '/' dropped, '**' -> '(.+)', '*' -> '([^/]+)', every pattern anchored at the start of
@@ -21,7 +25,7 @@ def core_tools_ignores(funcignore: str) -> re.Pattern[str]:
         if not line or line.startswith("#") or line.startswith("!"):
             continue
         line = line.removeprefix("/")
-        escaped = re.sub(r"[\-\[\]/{}()+?.\\^$|]", lambda m: "\\" + m.group(), line)
+        escaped = re.sub(r"[\-\[\]/{}()+?.\\^$|]", backslashed, line)
         patterns.append(escaped.replace("**", "(.+)").replace("*", "([^/]+)"))
     return re.compile("^((" + ")|(".join(sorted(patterns)) + "))\\b")
 
@@ -30,10 +34,12 @@ def test_funcignore_keeps_caches_and_dev_files_out_of_the_package_at_any_depth()
     ignored = core_tools_ignores((APP_ROOT / ".funcignore").read_text())
     for path in ("HttpGreeting/__pycache__/__init__.cpython-313.pyc", "common/__pycache__/settings.cpython-313.pyc",
                  "__pycache__/x.pyc", "common/stale.pyc", "tests/test_retry.py", "devhost/start.py", "bench/run.py",
-                 "local.settings.json", ".venv/bin/python", "infra/main.bicep", "node_modules/azurite/package.json"):
+                 "local.settings.json", ".venv/bin/python", "infra/main.bicep", "node_modules/azurite/package.json",
+                 "pyproject.toml", "docs/architecture.md"):
         assert ignored.match(path), path
     for path in ("host.json", "requirements.txt", "HttpGreeting/__init__.py", "HttpGreeting/function.json",
-                 "common/settings.py", "common/strict_json.py", "BlobEtl/records.py"):
+                 "common/settings.py", "common/invocation.py", "etl/records.py", "etl/fanout.py", "retention/cleanup.py",
+                 "BlobEtlWorker/__init__.py"):
         assert not ignored.match(path), path
 
 

@@ -6,8 +6,8 @@ import logging
 from typing import Any
 
 import azure.functions as func
-from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
 import pytest
+from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
 from azure.servicebus import exceptions as sb
 
 import QueueProcessor

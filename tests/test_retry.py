@@ -94,14 +94,14 @@ async def test_throttling_is_bounded_by_time_not_by_attempts() -> None:
     # A 429 without a retry-after, or a 503, still counts.
     clock = FakeClock()
     failing = Scripted(*[http_error(429, {}) for _ in range(5)], result="done")
-    with pytest.raises(Exception):
+    with pytest.raises(HttpResponseError):
         await retry_async(failing, RetryPolicy(max_attempts=3, total_budget=500.0), sleep=clock.sleep, clock=clock,
                           jitter=lambda: 0.0)
     assert failing.calls == 3
     # And the time budget still ends a throttled operation.
     clock = FakeClock()
     endless = Scripted(*[http_error(429, {"x-ms-retry-after-ms": "1000"}) for _ in range(100)])
-    with pytest.raises(Exception):
+    with pytest.raises(HttpResponseError):
         await retry_async(endless, RetryPolicy(max_attempts=3, total_budget=5.0), sleep=clock.sleep, clock=clock,
                           jitter=lambda: 0.0)
     assert sum(clock.sleeps) < 5.0

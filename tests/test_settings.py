@@ -16,7 +16,7 @@ def test_defaults_apply_when_settings_are_absent() -> None:
     assert cleanup.dry_run is False
     etl = settings.etl_settings()
     assert (etl.input_container, etl.summary_container, etl.write_concurrency) == ("incoming", "summaries", 32)
-    assert settings.greeting_settings().api_key_secret_name == "greeting-api-key"
+    assert settings.api_key_settings().api_key_secret_name == "greeting-api-key"
     assert settings.secret_settings().key_vault_url is None
     assert settings.secret_settings().cache_ttl_seconds == 300
 
@@ -170,7 +170,7 @@ def test_function_timeout_is_read_from_host_json(tmp_path: Path) -> None:
 
 
 def test_cleanup_budget_is_derived_from_the_app_function_timeout() -> None:
-    from CleanupTimer.cleanup import time_budget
+    from retention.cleanup import time_budget
 
     timeout = settings.function_timeout_seconds()
     assert timeout == 600  # the repository's host.json
@@ -185,18 +185,20 @@ def test_cleanup_budget_beyond_timeout_is_rejected(monkeypatch: pytest.MonkeyPat
         settings.cleanup_settings()
 
 
-def test_every_setting_read_is_in_the_example_and_readme() -> None:
+def test_every_setting_read_is_in_the_example_and_the_settings_page() -> None:
     import json
 
     root = Path(settings.__file__).resolve().parent.parent
-    # Settings only the platform sets, identity-based connection forms (documented as a table
-    # of their own in the README), and settings with a derived default stay out of the example.
-    names = {n for n in settings.setting_names() if "__" not in n} | {"CLEANUP_SCHEDULE"}
-    names -= {*settings.PLATFORM_SETTINGS, "CLEANUP_TIME_BUDGET_SECONDS", "AZURE_CLIENT_ID", "OTEL_SERVICE_NAME"}
+    # docs/settings.md lists every setting the app reads. Settings only the platform sets,
+    # identity-based connection forms (the connection strings stand for them locally), and
+    # settings with a derived default stay out of the example.
+    documented = {n for n in settings.setting_names() if "__" not in n} | {"CLEANUP_SCHEDULE"}
+    names = documented - {*settings.PLATFORM_SETTINGS, "CLEANUP_TIME_BUDGET_SECONDS", "AZURE_CLIENT_ID",
+                          "OTEL_SERVICE_NAME"}
     example = json.loads((root / "local.settings.example.json").read_text())["Values"]
-    readme = (root / "README.md").read_text()
+    page = (root / "docs" / "settings.md").read_text()
     assert sorted(names - set(example)) == []
-    assert sorted(n for n in names if f"`{n}`" not in readme) == []
+    assert sorted(n for n in documented if f"`{n}`" not in page) == []
 
 
 def test_every_setting_a_group_reads_is_declared_and_listed() -> None:
@@ -212,7 +214,7 @@ def test_every_setting_a_group_reads_is_declared_and_listed() -> None:
     values.update(INPUT_QUEUE_NAME="in", OUTPUT_QUEUE_NAME="out", INVALID_QUEUE_NAME="bad", COSMOS_DATABASE="db",
                   COSMOS_CONTAINER="c", ServiceBusConnection__fullyQualifiedNamespace="ns.servicebus.windows.net",
                   CosmosConnection__accountEndpoint="https://a.documents.azure.com:443/", EtlStorage__accountName="acct")
-    for group in (settings.identity_settings, settings.secret_settings, settings.greeting_settings,
+    for group in (settings.identity_settings, settings.secret_settings, settings.api_key_settings,
                   settings.queue_settings, settings.cosmos_target, settings.etl_settings, settings.cleanup_settings,
                   settings.telemetry_settings, settings.network_settings, settings.service_bus_connection, settings.cosmos_connection,
                   settings.storage_connection):

@@ -1,6 +1,6 @@
 """The splitters: fed a blob in arbitrary chunks, their segments hold exactly the blob's records.
 
-The reference is the inline reader (:func:`BlobEtl.records.iter_records` on the whole blob):
+The reference is the inline reader (:func:`etl.records.iter_records` on the whole blob):
 reading every segment on its own must give the same records, with the same indexes and line
 numbers, and a blob the inline check refuses must be refused by the splitter too.
 """
@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from BlobEtl.records import BlobFormatError, RawRecord, check_blob, iter_array_segment, iter_records
-from BlobEtl.splitting import JsonArraySplitter, JsonLinesSplitter, Segment
+from etl.records import BlobFormatError, RawRecord, check_blob, iter_array_segment, iter_records
+from etl.splitting import JsonArraySplitter, JsonLinesSplitter, Segment
 
 
 def split(splitter: JsonLinesSplitter | JsonArraySplitter, data: bytes, chunk: int) -> list[Segment]:
@@ -43,7 +43,7 @@ def records_of_segments(data: bytes, segments: list[Segment], fmt: str) -> list[
 
 def check_segments(segments: list[Segment], max_records: int, max_bytes: int) -> None:
     assert [s.number for s in segments] == list(range(len(segments)))
-    for before, after in zip(segments, segments[1:]):
+    for before, after in zip(segments, segments[1:], strict=False):
         assert before.end <= after.start
         assert after.first_index == before.first_index + before.records
     for segment in segments:

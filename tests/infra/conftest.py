@@ -50,7 +50,7 @@ def bicep_files(tools_bin: Path) -> dict[str, BicepFile]:
     paths = sorted(INFRA.glob("*.bicep"))
     assert paths, "infra/ holds no Bicep file"
     parsed = dump(tools_bin, "bicep", paths)
-    return {Path(path).name: BicepFile.of(path, data) for path, data in parsed.items()}  # type: ignore[arg-type]
+    return {Path(path).name: BicepFile.of(path, data) for path, data in parsed.items()}
 
 
 @pytest.fixture(scope="session")

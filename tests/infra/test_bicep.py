@@ -180,7 +180,9 @@ def test_endpoint_setting_is_read_from_the_deployed_resource(settings: dict[str,
 
 def test_service_bus_namespace_setting_is_the_host_name_of_the_namespace_endpoint(settings: dict[str, object]) -> None:
     # serviceBusEndpoint is https://<ns>.servicebus.windows.net:443/; the setting wants the host.
-    outer = settings["ServiceBusConnection__fullyQualifiedNamespace"]["function"]
+    value = settings["ServiceBusConnection__fullyQualifiedNamespace"]
+    assert isinstance(value, dict), value
+    outer = value["function"]
     inner = outer["parameters"]["original_string"]["function"]
     assert (outer["type"], outer["parameters"]["old_string"], outer["parameters"]["new_string"]) == ("replace", ":443/", "")
     assert (inner["type"], inner["parameters"]["old_string"], inner["parameters"]["new_string"]) == ("replace", "https://", "")

@@ -3,7 +3,7 @@
 - Always: against a namespace that does not answer (loopback, nothing listening),
   the invocation fails within its send budget instead of hanging.
 - Opt-in: with SERVICEBUS_TEST_CONNECTION set (a real namespace or the official
-  emulator) and the queues of the README created, messages really flow. No local
+  emulator) and the queues of docs/event-chain.md created, messages really flow. No local
   broker installs on this machine, so these are skipped here.
 """
 

@@ -25,11 +25,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import assume, event, given, strategies as st
+from hypothesis import assume, event, given
+from hypothesis import strategies as st
 
-from BlobEtl.etl import run_etl
 from common.logs import bind_invocation
 from common.settings import EtlSettings
+from etl import run_etl
 from tests.conftest import FakeContext
 from tests.fakes import FakeContainer
 

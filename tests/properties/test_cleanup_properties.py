@@ -15,12 +15,13 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from CleanupTimer.cleanup import CleanupFailed, CleanupReport, delete_expired_records, read_instant
 from common import cosmos
 from common.logs import bind_invocation
 from common.settings import CleanupSettings
+from retention.cleanup import CleanupFailed, CleanupReport, delete_expired_records, read_instant
 from tests.conftest import FakeContext
 from tests.fakes import FakeContainer, cosmos_error
 
@@ -182,13 +183,13 @@ def test_faults_and_hangs_never_delete_what_is_not_expired_nor_outlive_the_budge
         items: list[Stamp], layout: dict, statuses: list[int], hang: str | None, hang_after: int) -> None:
     budget = 0.1
 
-    async def run() -> tuple[CleanupReport | BaseException, set[str], float, FakeContainer]:
+    async def run() -> tuple[CleanupReport | CleanupFailed, set[str], float, FakeContainer]:
         container = await filled(layout, items)
         container.failures["delete"] = [cosmos_error(s, retry_after_ms=5 if s == 429 else None) for s in statuses]
         if hang is not None:
             container.hang_after[hang] = hang_after
         started = time.monotonic()
-        outcome: CleanupReport | BaseException
+        outcome: CleanupReport | CleanupFailed
         try:
             outcome = await delete_expired_records(container, settings_for(layout, budget),
                                                    bind_invocation(FakeContext()), now=NOW)

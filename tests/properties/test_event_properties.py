@@ -18,7 +18,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
 from common import cloud_events
 from common.logs import bind_invocation
@@ -91,7 +92,7 @@ async def publish(body: bytes, content_type: str | None, idempotency_key: str | 
     reply = await respond(EventRequest(body=body, api_key=KEY, content_type=content_type,
                                        idempotency_key=idempotency_key),
                           invocation_id="inv-1", log=bind_invocation(FakeContext(function_name="PublishEvent")),
-                          cfg=CFG, publisher=lambda: topic, load_api_key=key, now=lambda: NOW)
+                          read_settings=lambda: CFG, publisher=lambda: topic, load_api_key=key, now=lambda: NOW)
     return reply.status, json.loads(reply.body_json())
 
 

@@ -4,7 +4,7 @@ Invariants pinned here, for any method, query string, body and API key a caller 
 - the reply is a 200, 400 or 401 (never a 5xx for client input), its body a JSON object holding
   ``message`` (200) or a non-empty ``error`` (4xx) and nothing else;
 - a 200 only with the right key and a valid name, and then exactly ``Hello, <name>``; what is
-  expected is derived here from the contract (README, greeting.py's docstrings), not by calling
+  expected is derived here from the contract (docs/http-api.md, greeting.py's docstrings), not by calling
   the module's own helpers;
 - a 400's error is specific: it says what was wrong with ``name`` or the body;
 - the configured API key never appears in the response body, its headers or the log text.
@@ -24,7 +24,8 @@ from typing import Any
 
 import azure.functions as func
 import pytest
-from hypothesis import event, given, strategies as st
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 import HttpGreeting
 from common.logs import bind_invocation
@@ -103,7 +104,7 @@ PATHOLOGIES = st.one_of(
 
 BODIES = st.one_of(st.just(b""), st.binary(max_size=100), json_bodies(), json_bodies(), PATHOLOGIES.map(lambda p: p[0]))
 METHODS = st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS", "get", ""]), wild_text(10))
-PARAMS = st.one_of(
+PARAMS: st.SearchStrategy[dict[str, str]] = st.one_of(
     st.just({}),
     st.fixed_dictionaries({"name": NAMES}),
     st.dictionaries(st.one_of(st.just("name"), st.just("Name"), wild_text(8)), wild_text(120), max_size=4),

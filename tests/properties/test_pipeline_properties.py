@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, strategies as st
+from hypothesis import given
+from hypothesis import strategies as st
 
-from BlobEtl.blob_events import BLOB_CREATED, parse_blob_created
-from BlobEtl.fanout import BlobVersion, SegmentWork, SplitWork, encode_work, parse_work
-from BlobEtl.splitting import Segment
 from common.errors import InvalidInput
+from etl import BLOB_CREATED, BlobVersion, SegmentWork, SplitWork, encode_work, parse_blob_created, parse_work
+from etl.splitting import Segment
 from tests.properties.test_greeting_properties import JSON_VALUES, wild_text
 
 NAMES = st.one_of(st.text(min_size=1, max_size=40), wild_text(40))

@@ -27,15 +27,24 @@ from typing import Any
 
 import pytest
 from azure.functions.servicebus import ServiceBusMessage as ServiceBusTriggerMessage
-from hypothesis import event, given, strategies as st
+from hypothesis import event, given
+from hypothesis import strategies as st
 
 import QueueProcessor
 from common.logs import bind_invocation
-from QueueProcessor.processing import ORIGINAL_PREFIX, SET_ASIDE_PROPERTIES, MAX_REASON_LENGTH, InboundMessage, item_id, output_message_id, process_message
+from QueueProcessor.processing import (
+    MAX_REASON_LENGTH,
+    ORIGINAL_PREFIX,
+    SET_ASIDE_PROPERTIES,
+    InboundMessage,
+    item_id,
+    output_message_id,
+    process_message,
+)
 from tests.conftest import FakeContext, set_env, use_fake_clients
 from tests.fakes import FakeContainer, FakeServiceBus
-from tests.test_queue_processor import QUEUES, amqp_round_trip
 from tests.properties.oracle import Refused, strict_document
+from tests.test_queue_processor import QUEUES, amqp_round_trip
 
 NOW = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 REASONS = {"not_utf8", "not_json", "not_object", "missing_id", "result_too_large"}

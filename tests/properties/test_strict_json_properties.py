@@ -19,7 +19,8 @@ import math
 from typing import Any
 
 import pytest
-from hypothesis import assume, event, given, strategies as st
+from hypothesis import assume, event, given
+from hypothesis import strategies as st
 
 from common.strict_json import (
     MAX_DEPTH,
@@ -133,7 +134,7 @@ def same(a: Any, b: Any) -> bool:
     if isinstance(a, float):
         return a == b and math.copysign(1.0, a) == math.copysign(1.0, b)
     if isinstance(a, list):
-        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
+        return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b, strict=True))
     if isinstance(a, dict):
         return a.keys() == b.keys() and all(same(a[k], b[k]) for k in a)
     return a == b
@@ -253,7 +254,7 @@ def test_a_split_that_completes_agrees_with_a_parse_of_the_whole_array(data: byt
     start = len(data) - len(data.lstrip(b" \t\r\n"))  # the array starts at its '[', as check_blob finds it
     elements = list(iter_array_elements(data, start))
     assert len(elements) == len(whole)
-    for element, expected in zip(elements, whole):
+    for element, expected in zip(elements, whole, strict=True):
         got = json.loads(data[element.start:element.end].decode("utf-8"))
         assert json.dumps(got) == json.dumps(expected)  # NaN included, which is not equal to itself
 

@@ -1,72 +1,40 @@
-"""The data-processing pipeline: a blob-created event, inline or fanned out, and the fan-in.
+"""The fan-out of a large blob: split it into segments, write each segment, fan in without a coordinator.
 
-::
-
-    Blob storage --BlobCreated--> BlobEtl --(small)--> records -> Cosmos DB, summary
-                                     |
-                                   (large) "split" message on ETL_WORK_QUEUE
-                                     v
-                                BlobEtlWorker: split  --> one "segment" message per segment
-                                BlobEtlWorker: segment --> its records -> Cosmos DB, a result blob
-                                                       --> the last one to finish writes the summary
-
-Everything a run keeps lives in the summary container under ``_runs/<version token>/``
-(``claim.json``, ``manifest.json``, ``segment-NNNNNN.json``, ``summary.json``), where the
-token is a digest of the blob's path and ETag: a new version of the blob (an overwrite) has
-a new token, so its segments and summary never mix with the old version's.
-
-Exactly-once effects without a coordinator:
-
-- items are upserts by record id, so a segment processed twice writes the same items;
-- a segment's result blob is overwritten by a re-run with the same counts;
-- every finisher writes its result first, then counts the results: the last writer sees
-  them all, so at least one finisher does the fan-in; the version's ``summary.json`` is
-  created with ``If-None-Match: *``, so exactly one fan-in wins and logs completion;
-- the readable summary ``<name>.summary.json`` is written from the version's summary, and
-  only while the blob is still that version;
-- a split message delivered twice is split once: the first claims the run (a conditional
-  create of ``claim.json`` naming its message id); a later delivery of the *same* message
-  (its worker died) resumes, another message backs off.
-
-A segment that fails on its last delivery (the queue's ``maxDequeueCount``) writes a failed
-result naming its record range and the reason before its message goes to the poison queue,
-so the blob still gets its summary, with status ``failed`` naming the segment.
+Exactly-once effects: items are upserts by record id; a split is claimed once per message
+(``claim.json``); each segment overwrites its own result; the version's ``summary.json`` is a
+conditional create, so exactly one finisher publishes the summary. docs/pipeline.md has the design.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from common.errors import InvalidInput
 from common.logs import InvocationLog, describe_error
-from common.retry import RetryPolicy, retry_async, summary_upload_policy
+from common.retry import retry_async
 from common.settings import EtlSettings
 from common.throttle import ThrottleSignal
 from common.timing import utc_timestamp
 
-from .etl import (
+from .blobs import BlobChanged, BlobVersion
+from .messages import SegmentWork, SplitWork, Work, encode_work, parse_work
+from .records import BlobFormat, BlobFormatError, detect_format, iter_array_segment, iter_records
+from .runs import RunStore, run_store
+from .splitting import MAX_RECORD_BYTES, JsonArraySplitter, JsonLinesSplitter, Segment
+from .summary import (
     MAX_DISTINCT_VALUES,
     MAX_ERRORS_REPORTED,
-    BlobRef,
-    EtlRun,
     EtlSummary,
-    is_current,
-    item_partition_key,
     publish_summary,
     report_completed,
     summary_status,
-    write_records,
     write_summary,
 )
-from .records import BlobFormat, BlobFormatError, detect_format, iter_array_segment, iter_records
-from .splitting import MAX_RECORD_BYTES, JsonArraySplitter, JsonLinesSplitter, Segment
+from .writer import EtlRun, item_partition_key, write_records
 
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
@@ -79,223 +47,7 @@ SPLIT_READ_BYTES = 4 * 1024 * 1024
 ENQUEUE_CONCURRENCY = 16
 #: Result blobs read at once during the fan-in.
 FAN_IN_READ_CONCURRENCY = 16
-RUNS_PREFIX = "_runs"
-MESSAGE_VERSION = 1
 
-
-class BlobChanged(Exception):
-    """The blob is no longer the version being processed (overwritten or deleted)."""
-
-
-# ----------------------------------------------------------------- versions and messages
-
-@dataclass(frozen=True)
-class BlobVersion:
-    """One version of a source blob: its path and ETag (quoted, as the SDK reports it), and size."""
-
-    container: str
-    name: str
-    etag: str
-    size: int
-
-    @property
-    def ref(self) -> BlobRef:
-        return BlobRef(self.container, self.name)
-
-    @property
-    def token(self) -> str:
-        """Names the version's run: a digest of path and ETag (a blob name may be 1,024 characters)."""
-        text = f"{self.container}/{self.name}\n{self.etag.strip(chr(34))}"
-        return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:40]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"blob": str(self.ref), "etag": self.etag, "size": self.size}
-
-
-@dataclass(frozen=True)
-class SplitWork:
-    version: BlobVersion
-    started_at: str
-    kind: Literal["split"] = "split"
-
-
-@dataclass(frozen=True)
-class SegmentWork:
-    version: BlobVersion
-    started_at: str
-    format: BlobFormat
-    segment: Segment
-    segments: int
-    kind: Literal["segment"] = "segment"
-
-
-Work = SplitWork | SegmentWork
-
-
-def encode_work(work: Work) -> bytes:
-    body: dict[str, Any] = {"v": MESSAGE_VERSION, "kind": work.kind, **work.version.to_dict(),
-                            "startedAt": work.started_at}
-    if isinstance(work, SegmentWork):
-        body.update(format=work.format, segments=work.segments, **work.segment.to_dict())
-    return json.dumps(body, separators=(",", ":")).encode()
-
-
-def parse_work(body: bytes) -> Work:
-    """A work message; :class:`InvalidInput` (``bad_work_message``) naming what is wrong."""
-    try:
-        data = json.loads(body)
-        if not isinstance(data, dict) or data.get("v") != MESSAGE_VERSION:
-            raise ValueError(f"not a version {MESSAGE_VERSION} work message")
-        container, _, name = str(data["blob"]).partition("/")
-        if not container or not name:
-            raise ValueError("'blob' is not '<container>/<name>'")
-        version = BlobVersion(container, name, _text(data, "etag"), _count(data, "size"))
-        started_at = _text(data, "startedAt")
-        if data.get("kind") == "split":
-            return SplitWork(version, started_at)
-        if data.get("kind") != "segment":
-            raise ValueError("'kind' must be 'split' or 'segment'")
-        fmt = data.get("format")
-        if fmt not in ("json", "jsonl"):
-            raise ValueError("'format' must be 'json' or 'jsonl'")
-        first_line = data.get("firstLine")
-        segment = Segment(_count(data, "segment"), _count(data, "start"), _count(data, "end"),
-                          _count(data, "firstIndex"), _count(data, "records"),
-                          first_line=first_line if isinstance(first_line, int) else None,
-                          oversized=data.get("oversized") is True)
-        segments = _count(data, "segments")
-        if segment.number >= segments or segment.end < segment.start or segment.end > version.size:
-            raise ValueError("the segment's number or byte range does not fit the blob")
-        return SegmentWork(version, started_at, fmt, segment, segments)
-    except (ValueError, KeyError, TypeError) as exc:
-        detail = str(exc) if not isinstance(exc, KeyError) else f"{exc} is missing"
-        raise InvalidInput(f"work message is malformed: {detail}", reason="bad_work_message") from None
-
-
-def _text(data: dict[str, Any], name: str) -> str:
-    value = data[name]
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"'{name}' must be a non-empty string")
-    return value
-
-
-def _count(data: dict[str, Any], name: str) -> int:
-    value = data[name]
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"'{name}' must be a whole number of at least 0")
-    return value
-
-
-# ------------------------------------------------------------------- the run's storage
-
-class RunStore:
-    """The blobs of one version's run, in the summary container under ``_runs/<token>/``."""
-
-    def __init__(self, blob_service: BlobServiceClient, summary_container: str, version: BlobVersion,
-                 policy: RetryPolicy) -> None:
-        self.blob_service = blob_service
-        self.container = summary_container
-        self.version = version
-        self.policy = policy
-        self.prefix = f"{RUNS_PREFIX}/{version.token}/"
-
-    def _client(self, leaf: str) -> Any:
-        return self.blob_service.get_blob_client(self.container, self.prefix + leaf)
-
-    async def _upload(self, leaf: str, document: dict[str, Any], *, only_if_new: bool = False) -> bool:
-        """Write a JSON document; with ``only_if_new`` the write is a conditional create and
-        answers False when the blob already exists."""
-        from azure.core.exceptions import ResourceExistsError
-        from azure.storage.blob import ContentSettings
-
-        body = json.dumps(document, indent=1).encode()
-        settings = ContentSettings(content_type="application/json")
-        try:
-            await retry_async(lambda: self._client(leaf).upload_blob(body, overwrite=not only_if_new,
-                                                                      content_settings=settings), self.policy)
-        except ResourceExistsError:
-            return False
-        return True
-
-    async def _read(self, leaf: str) -> dict[str, Any] | None:
-        from azure.core.exceptions import ResourceNotFoundError
-
-        async def read() -> bytes:
-            stream = await self._client(leaf).download_blob()
-            return await stream.readall()
-
-        try:
-            document = json.loads(await retry_async(read, self.policy))
-        except ResourceNotFoundError:
-            return None
-        return document if isinstance(document, dict) else None
-
-    async def claim_split(self, message_id: str) -> bool:
-        """True for the split message that owns this run (the first to claim it, or its redelivery)."""
-        if await self._upload("claim.json", {"messageId": message_id, **self.version.to_dict()}, only_if_new=True):
-            return True
-        claim = await self._read("claim.json")
-        return claim is not None and claim.get("messageId") == message_id
-
-    async def read_manifest(self) -> dict[str, Any] | None:
-        return await self._read("manifest.json")
-
-    async def write_manifest(self, manifest: dict[str, Any]) -> None:
-        await self._upload("manifest.json", manifest)
-
-    async def read_result(self, number: int) -> dict[str, Any] | None:
-        return await self._read(f"segment-{number:06d}.json")
-
-    async def write_result(self, number: int, result: dict[str, Any]) -> None:
-        await self._upload(f"segment-{number:06d}.json", result)
-
-    async def count_results(self) -> int:
-        async def count() -> int:
-            found = 0
-            async for _ in self.blob_service.get_container_client(self.container).list_blob_names(
-                    name_starts_with=self.prefix + "segment-"):
-                found += 1
-            return found
-
-        return await retry_async(count, self.policy)
-
-    async def create_summary(self, document: dict[str, Any]) -> bool:
-        """The version's summary, created once: False when another finisher created it first."""
-        return await self._upload("summary.json", document, only_if_new=True)
-
-    async def read_summary(self) -> dict[str, Any] | None:
-        return await self._read("summary.json")
-
-    async def read_range(self, start: int, end: int) -> bytes:
-        """Bytes ``start`` .. ``end - 1`` of this version; :class:`BlobChanged` once the blob changed."""
-        from azure.core import MatchConditions
-        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
-        if end <= start:
-            return b""
-        client = self.blob_service.get_blob_client(self.version.container, self.version.name)
-
-        async def read() -> bytes:
-            stream = await client.download_blob(offset=start, length=end - start, etag=self.version.etag,
-                                                match_condition=MatchConditions.IfNotModified)
-            return await stream.readall()
-
-        try:
-            return await retry_async(read, self.policy)
-        except (ResourceModifiedError, ResourceNotFoundError) as exc:
-            raise BlobChanged(f"{self.version.ref} is no longer version {self.version.etag}") from exc
-        except Exception as exc:  # a 412 some SDK versions raise as a plain HttpResponseError
-            if getattr(exc, "status_code", None) == 412:
-                raise BlobChanged(f"{self.version.ref} is no longer version {self.version.etag}") from exc
-            raise
-
-    async def is_current(self) -> bool:
-        """Whether the blob is still this version (the check between a segment's batches)."""
-        return await retry_async(lambda: is_current(self.blob_service, self.version.ref, self.version.etag),
-                                 self.policy)
-
-
-# ------------------------------------------------------------------------- the split
 
 async def start_fan_out(version: BlobVersion, *, queue: QueueClient, log: InvocationLog,
                         now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
@@ -586,10 +338,6 @@ async def _ensure_published(document: dict[str, Any], store: RunStore, cfg: EtlS
 
 # ------------------------------------------------------------------ message handling
 
-def run_store(version: BlobVersion, cfg: EtlSettings, blob_service: BlobServiceClient) -> RunStore:
-    return RunStore(blob_service, cfg.summary_container, version, summary_upload_policy(cfg.write_budget_seconds))
-
-
 async def handle_work(body: bytes, *, message_id: str, dequeue_count: int, max_dequeue_count: int,
                       cfg: EtlSettings, log: InvocationLog, blob_service: BlobServiceClient,
                       queue: Callable[[], QueueClient], container: Callable[[], ContainerProxy],
@@ -618,15 +366,3 @@ async def handle_work(body: bytes, *, message_id: str, dequeue_count: int, max_d
                 log.error("etl.failure_not_recorded", error=describe_error(record_error))
         raise
     return work
-
-
-async def read_version(blob_service: BlobServiceClient, source: BlobRef) -> BlobVersion | None:
-    """The blob's current version, or None when it no longer exists."""
-    from azure.core.exceptions import ResourceNotFoundError
-
-    try:
-        properties = await blob_service.get_blob_client(source.container, source.name).get_blob_properties()
-    except ResourceNotFoundError:
-        return None
-    return BlobVersion(source.container, source.name, properties.etag, properties.size)
-

@@ -12,11 +12,11 @@ by a number of records and of bytes, that a worker reads on its own.
   would. A line longer than ``max_record_bytes`` becomes a segment of its own
   marked ``oversized``, which its worker names as invalid without reading it.
 - :class:`JsonArraySplitter` scans the array's structure (strings skipped
-  whole) and checks every element's syntax as :func:`BlobEtl.records.check_blob`
+  whole) and checks every element's syntax as :func:`etl.records.check_blob`
   does, so a malformed array fails before any segment exists, as inline.
 
 Both check UTF-8 as they go. A blob that cannot be read raises
-:class:`~BlobEtl.records.BlobFormatError` with the byte position.
+:class:`~etl.records.BlobFormatError` with the byte position.
 """
 
 from __future__ import annotations

@@ -1,11 +1,4 @@
-"""BlobEtl's trigger: a ``Microsoft.Storage.BlobCreated`` event, which names the blob but holds none of it.
-
-The event is checked, the blob's current version read, and then the blob is processed in
-this invocation when it is small (``ETL_INLINE_MAX_BYTES``) or handed to the work queue
-when it is not (:mod:`BlobEtl.fanout`). Event Grid delivers at least once and waits 30
-seconds for an answer before it delivers again, which is why a large blob is only handed
-on here: https://learn.microsoft.com/azure/event-grid/delivery-and-retry
-"""
+"""BlobEtl's trigger: a ``Microsoft.Storage.BlobCreated`` event, which names the blob but holds none of it."""
 
 from __future__ import annotations
 
@@ -20,8 +13,9 @@ from common.logs import InvocationLog
 from common.settings import EtlSettings
 from common.throttle import ThrottleSignal
 
-from .etl import BlobRef, process_blob, same_etag
-from .fanout import BlobVersion, read_version, start_fan_out
+from .blobs import BlobRef, download_version, read_version, same_etag
+from .fanout import start_fan_out
+from .inline import process_blob
 
 if TYPE_CHECKING:
     from azure.cosmos.aio import ContainerProxy
@@ -66,7 +60,7 @@ def parse_blob_created(event_type: str | None, subject: str | None, data: Any) -
 
 async def handle_blob_created(event: BlobCreated, *, cfg: EtlSettings, log: InvocationLog,
                               blob_service: BlobServiceClient, queue: Callable[[], QueueClient],
-                              container: ContainerProxy | None = None,
+                              container: Callable[[], ContainerProxy],
                               throttle: ThrottleSignal | None = None) -> Outcome:
     """Process the blob of one BlobCreated event: inline when small, else start its fan-out.
 
@@ -89,23 +83,10 @@ async def handle_blob_created(event: BlobCreated, *, cfg: EtlSettings, log: Invo
     if version.size > cfg.inline_max_bytes:
         await start_fan_out(version, queue=queue(), log=log)
         return "fan-out"
-    data = await _download(blob_service, version)
+    data = await download_version(blob_service, version)
     if data is None:
         log.info("etl.event_stale", blob=str(blob), currentETag=version.etag, detail="overwritten while read")
         return "stale"
-    await process_blob(data, source_blob=str(blob), cfg=cfg, log=log, container=container,
+    await process_blob(data, source_blob=str(blob), cfg=cfg, log=log, container=container(),
                        blob_service=blob_service, throttle=throttle, source_etag=version.etag)
     return "inline"
-
-
-async def _download(blob_service: BlobServiceClient, version: BlobVersion) -> bytes | None:
-    """The whole (small) blob at ``version``; None when it changed meanwhile."""
-    from azure.core import MatchConditions
-    from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
-
-    client = blob_service.get_blob_client(version.container, version.name)
-    try:
-        stream = await client.download_blob(etag=version.etag, match_condition=MatchConditions.IfNotModified)
-        return await stream.readall()
-    except (ResourceModifiedError, ResourceNotFoundError):
-        return None

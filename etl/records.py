@@ -16,8 +16,8 @@ from __future__ import annotations
 import codecs
 import io
 from collections.abc import Iterator
-from decimal import Decimal
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Literal
 
 from common.errors import InvalidInput

@@ -1,40 +1,8 @@
 """Retention cleanup: delete items whose ``timestamp`` is an instant older than the retention window.
 
-Safe: a parameterized query selects only what a delete needs (the id, the
-partition key value and the timestamp); a delete that answers 404 counts as
-already gone, so overlapping runs and Cosmos DB's own TTL cannot corrupt
-anything. Bounded: page by page with bounded concurrency, never holding the
-backlog in memory, and the whole run (page fetches, deletes in flight and their
-retries) ends at its time budget (derived from host.json's ``functionTimeout``)
-or when ``CLEANUP_MAX_DELETES`` runs out; the next run continues. Cheap:
-projections instead of ``SELECT *``, a range filter the index serves, one query
-pass plus a confirming one.
-
-Which timestamps are instants. An item is deleted only when its ``timestamp``
-reads as an instant before the cutoff; the instant is decided here, per item,
-never by string order (the query's string range only preselects, widened to
-cutoff + 14 h so that no timestamp with an offset is missed: see range_bound):
-
-- an instant is RFC 3339 with an explicit offset, ``YYYY-MM-DDTHH:MM:SS[.fraction](Z|+hh:mm|-hh:mm)``
-  (upper-case ``T`` and ``Z``, ASCII digits, any number of fraction digits, an offset within
-  ±14:00, the widest any time zone uses). BlobEtl writes ``2026-10-28T02:00:00.000Z``; an
-  offset is read as the instant it names (``…T09:00:00+07:00`` is 02:00 UTC); fraction digits
-  past microseconds are dropped, which cannot change a comparison with the millisecond cutoff;
-- not an instant, so never deleted: a date-time without an offset (local time of an unknown
-  zone: reason ``no_utc_offset``), and anything else: a date alone, a bare or epoch number as
-  a string, another date format, a space or lower-case separator, an impossible date or
-  offset, a leap second (``:60``, which ``datetime`` cannot hold), an empty or blank string
-  (reason ``unreadable_timestamp``).
-
-Skipped items are counted by reason (``report.skipped``); they stay until someone fixes or
-removes them, so they do not make ``moreRemain`` true. Only what the range filter selects is
-seen: a timestamp that is not a string (a number, null, missing), or a string that sorts after
-the range, is never selected, never deleted and not counted (counting them would need a scan
-of the whole container). Skipped and kept items are no progress, so they cannot keep passes
-going (a pass that deletes nothing ends the run). Every pass re-selects them, so
-both are counted per pass and the report keeps the largest pass count: the number of distinct
-items whenever one pass went through (a lower bound when the run stopped early), never a
-multiple of it, and without holding their ids in memory.
+Safe (a parameterized projection query; a 404 on delete is already gone), bounded (pages,
+concurrency, a time budget from host.json's ``functionTimeout``, ``CLEANUP_MAX_DELETES``) and
+strict about which timestamps are instants. docs/cleanup.md has the rules in full.
 """
 
 from __future__ import annotations
@@ -54,8 +22,8 @@ from common.cosmos import PartitionKeyPath, RequestCharge, partition_key_of
 from common.errors import TransientFailure
 from common.logs import InvocationLog, describe_error
 from common.retry import cosmos_delete_policy, retry_async
-from common.throttle import AdaptiveConcurrency, ThrottleSignal
 from common.settings import CleanupSettings
+from common.throttle import AdaptiveConcurrency, ThrottleSignal
 from common.timing import elapsed_ms, utc_timestamp
 
 if TYPE_CHECKING:
@@ -401,20 +369,16 @@ async def delete_expired_records(
     return report
 
 
-async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: ContainerProxy | None = None,
-                      function_timeout: float | None = None) -> CleanupReport:
+async def run_cleanup(*, cfg: CleanupSettings, log: InvocationLog, container: ContainerProxy,
+                      throttle: ThrottleSignal | None = None, function_timeout: float | None = None) -> CleanupReport:
     """The timer's work: clean up, then log one summary line (``cleanup.completed`` or ``cleanup.failed``).
 
     Raises what :func:`delete_expired_records` raises: :class:`CleanupFailed` (a
     ``TransientFailure``: the timer run fails, the next run resumes) or, when the query fails
-    before any progress, the Cosmos SDK's own error.
+    before any progress, the Cosmos SDK's own error. ``throttle`` is ``container``'s count of
+    429s (deletes in flight follow it).
     """
-    from common import clients
-
     started = time.perf_counter()
-    throttle = None
-    if container is None:
-        container, throttle = clients.cosmos_container(), clients.cosmos_throttle_signal()
     try:
         report = await delete_expired_records(container, cfg, log, function_timeout=function_timeout,
                                               throttle=throttle)

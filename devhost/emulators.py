@@ -69,6 +69,21 @@ def _node_tool(name: str) -> Path:
     return tool
 
 
+def stop_process_groups(processes: list[subprocess.Popen[bytes]], *, grace_seconds: float) -> None:
+    """SIGTERM to each process's group, then SIGKILL to a group still running after ``grace_seconds``."""
+    for process in processes:
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+    for process in processes:
+        try:
+            process.wait(timeout=grace_seconds)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=grace_seconds)
+
+
 @dataclass
 class Emulators:
     data_dir: Path
@@ -193,17 +208,7 @@ class Emulators:
 
     def stop(self) -> None:
         """Stop every process started (SIGTERM to its group, SIGKILL after 5 s)."""
-        for process in self.processes:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in self.processes:
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=5)
+        stop_process_groups(self.processes, grace_seconds=5)
         self.processes.clear()
 
 

@@ -20,13 +20,13 @@ import signal
 import subprocess
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from common.host_config import queue_max_dequeue_count
-from devhost.emulators import Emulators
+from devhost.emulators import Emulators, stop_process_groups
 from devhost.start import PROJECT_ROOT, queue_worker_command
 
 SUMMARY_CONTAINER = "summaries"
@@ -58,23 +58,39 @@ class Blob:
     invalid_indexes: list[int]
 
 
-def jsonl_blob(count: int, prefix: str, *, bad_every: int = 997, data: str = "payload") -> Blob:
-    """JSON Lines with invalid records scattered through it (a line that is not JSON, a record
-    missing 'source') and a blank line now and then (not a record)."""
-    lines: list[str] = []
+def _records(count: int, prefix: str, data: str,
+             invalid_at: Callable[[int], str | None]) -> tuple[list[str], set[str], list[int]]:
+    """``count`` records as JSON texts; ``invalid_at(index)`` is the text of an invalid one, or None."""
+    texts: list[str] = []
     valid: set[str] = set()
     invalid: list[int] = []
     for index in range(count):
-        if index % bad_every == 13:
-            lines.append("{not json")
-            invalid.append(index)
-        elif index % (bad_every + 502) == 7:
-            lines.append(json.dumps({"id": f"{prefix}{index}", "data": "x", "type": "t"}))
+        bad = invalid_at(index)
+        if bad is not None:
+            texts.append(bad)
             invalid.append(index)
         else:
             item = record(prefix, index, data)
-            lines.append(json.dumps(item))
+            texts.append(json.dumps(item))
             valid.add(item["id"])
+    return texts, valid, invalid
+
+
+def jsonl_blob(count: int, prefix: str, *, bad_every: int = 997, data: str = "payload") -> Blob:
+    """JSON Lines with invalid records scattered through it (a line that is not JSON, a record
+    missing 'source') and a blank line now and then (not a record)."""
+
+    def invalid_at(index: int) -> str | None:
+        if index % bad_every == 13:
+            return "{not json"
+        if index % (bad_every + 502) == 7:
+            return json.dumps({"id": f"{prefix}{index}", "data": "x", "type": "t"})
+        return None
+
+    texts, valid, invalid = _records(count, prefix, data, invalid_at)
+    lines: list[str] = []
+    for index, text in enumerate(texts):
+        lines.append(text)
         if index % 4999 == 100:
             lines.append("")
     return Blob(("\n".join(lines) + "\n").encode(), count, valid, invalid)
@@ -82,20 +98,15 @@ def jsonl_blob(count: int, prefix: str, *, bad_every: int = 997, data: str = "pa
 
 def json_array_blob(count: int, prefix: str, *, bad_every: int = 499, data: str = "payload") -> Blob:
     """A JSON array with invalid records scattered through it (not an object, an id not a string)."""
-    elements: list[str] = []
-    valid: set[str] = set()
-    invalid: list[int] = []
-    for index in range(count):
+
+    def invalid_at(index: int) -> str | None:
         if index % bad_every == 3:
-            elements.append("[1, 2]")
-            invalid.append(index)
-        elif index % (bad_every + 1) == 11:
-            elements.append(json.dumps({"id": index, "data": "x", "source": "s", "type": "t"}))
-            invalid.append(index)
-        else:
-            item = record(prefix, index, data)
-            elements.append(json.dumps(item))
-            valid.add(item["id"])
+            return "[1, 2]"
+        if index % (bad_every + 1) == 11:
+            return json.dumps({"id": index, "data": "x", "source": "s", "type": "t"})
+        return None
+
+    elements, valid, invalid = _records(count, prefix, data, invalid_at)
     return Blob(("[\n" + ",\n".join(elements) + "\n]\n").encode(), count, valid, invalid)
 
 
@@ -172,16 +183,7 @@ class Pipeline:
         return seconds
 
     def stop_workers(self) -> None:
-        for process in self.workers:
-            if process.poll() is None:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGTERM)
-        for process in self.workers:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_groups(self.workers, grace_seconds=20)
 
     def worker_logs(self) -> str:
         return "\n".join(path.read_text(errors="replace") for path in sorted(self.tmp_path.glob("worker-*.log")))

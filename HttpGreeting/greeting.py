@@ -12,17 +12,16 @@ from dataclasses import dataclass
 
 from common import strict_json
 from common.errors import InvalidInput
-from common.http_api import (
-    KeyLoader,
-    Reply,
-    Responder,
-    authorize,
-    body_error,
-)
+from common.http_api import CallerCheck, Reply, Responder, admit, body_error
 from common.logs import InvocationLog
+from identity import Requirement, RouteAccess
 
 __all__ = ["MAX_BODY_BYTES", "MAX_NAME_LENGTH", "BadRequest", "GreetingRequest", "extract_name", "respond",
            "validate_name"]
+
+#: Any authenticated caller: the API key (the documents' Key Vault pattern) or a bearer token.
+ACCESS = RouteAccess(Requirement(), api_key="always")
+
 
 MAX_NAME_LENGTH = 100
 MAX_BODY_BYTES = 64 * 1024
@@ -35,6 +34,8 @@ class GreetingRequest:
     body: bytes
     api_key: str | None
     caller_correlation_id: str | None = None
+    authorization: str | None = None
+    client_principal: str | None = None
 
 
 class BadRequest(InvalidInput):
@@ -83,7 +84,7 @@ async def respond(
     *,
     invocation_id: str,
     log: InvocationLog,
-    load_api_key: KeyLoader,
+    callers: CallerCheck,
 ) -> Reply:
     """The reply to one request. Raises nothing: every outcome is a status
     (:meth:`common.http_api.Responder.guard`; ``BadRequest`` is a 400 with the reason)."""
@@ -91,9 +92,12 @@ async def respond(
                                   invocation_id=invocation_id, log=log, requests_metric="app.greeting.requests")
 
     async def greet() -> Reply:
-        refused = await authorize(request.api_key, reply, load_api_key)
-        if refused is not None:
-            return refused
+        from identity import Credentials
+
+        caller = await admit(Credentials(request.authorization, request.api_key, request.client_principal), reply,
+                             callers)
+        if isinstance(caller, Reply):
+            return caller
         name = extract_name(request.params, request.body)
         return reply(200, {"message": f"Hello, {name}"}, "greeted")
 

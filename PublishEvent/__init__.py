@@ -10,16 +10,20 @@ import azure.functions as func
 async def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     from common import clients, http_api, invocation, settings
 
-    from .publishing import EventRequest, respond
+    from .publishing import ACCESS, EventRequest, respond
 
     request = EventRequest(body=req.get_body(), api_key=req.headers.get("x-api-key"),
                            content_type=req.headers.get("content-type"),
                            caller_correlation_id=req.headers.get("x-correlation-id"),
-                           idempotency_key=req.headers.get("idempotency-key"), method=req.method)
+                           idempotency_key=req.headers.get("idempotency-key"), method=req.method,
+                           authorization=req.headers.get("authorization"),
+                           client_principal=req.headers.get("x-ms-client-principal"))
+    callers = http_api.CallerCheck(ACCESS, read_auth=settings.auth_settings,
+                                   load_api_key=http_api.api_key_loader(settings.api_key_settings))
     async with invocation.run(context, invocation.Trigger.HTTP, "PublishEvent",
                               attributes=invocation.http_attributes(req.method, "api/events")) as call:
         reply = await respond(request, invocation_id=context.invocation_id, log=call.log,
                               publisher=clients.event_grid_publisher, read_settings=settings.event_settings,
-                              load_api_key=http_api.api_key_loader(settings.api_key_settings))
+                              callers=callers)
         call.span.set_attribute("http.response.status_code", reply.status)
     return http_api.to_http_response(reply)

@@ -20,17 +20,12 @@ from typing import Any, Protocol
 
 from common import cloud_events, strict_json, telemetry
 from common.errors import ConfigurationError, InvalidInput, Reason, TransientFailure
-from common.http_api import (
-    KeyLoader,
-    Reply,
-    Responder,
-    authorize,
-    body_error,
-)
+from common.http_api import CallerCheck, Reply, Responder, admit, body_error
 from common.logs import InvocationLog, describe_error
 from common.retry import event_publish_policy, is_transient, retry_after_seconds, retry_async
 from common.settings import EventSettings
 from common.timing import utc_timestamp
+from identity import Requirement, RouteAccess
 
 __all__ = [
     "PLAIN_EVENT_SOURCE",
@@ -43,6 +38,11 @@ __all__ = [
     "event_id_for_key",
     "respond",
 ]
+
+#: The app role (application callers) or delegated scope (users) a caller needs; the API key only
+#: with AUTH_MODE=apikey, the local fallback.
+ACCESS = RouteAccess(Requirement(roles={"Events.Publish"}, scopes={"Events.Publish"}), api_key="apikey_mode")
+
 
 #: A plain object is published as the data of a CloudEvent of this type, from this source.
 PLAIN_EVENT_TYPE = "serverless-patterns.event"
@@ -67,6 +67,8 @@ class EventRequest:
     caller_correlation_id: str | None = None
     idempotency_key: str | None = None
     method: str = "POST"
+    authorization: str | None = None
+    client_principal: str | None = None
 
 
 class Publisher(Protocol):
@@ -279,7 +281,7 @@ async def respond(
     log: InvocationLog,
     publisher: Callable[[], Publisher],
     read_settings: Callable[[], EventSettings],
-    load_api_key: KeyLoader,
+    callers: CallerCheck,
     now: Callable[[], datetime] = lambda: datetime.now(UTC),
 ) -> Reply:
     """The reply to one request. Raises nothing: every outcome is a status
@@ -294,9 +296,12 @@ async def respond(
     correlation_id = reply.correlation_id
 
     async def publish_one() -> Reply:
-        refused = await authorize(request.api_key, reply, load_api_key)
-        if refused is not None:
-            return refused
+        from identity import Credentials
+
+        caller = await admit(Credentials(request.authorization, request.api_key, request.client_principal), reply,
+                             callers)
+        if isinstance(caller, Reply):
+            return caller
         cfg = read_settings()
         check_content_type(request.content_type)
         event = build_event(read_body(request.body, cfg.max_event_bytes), idempotency_key=request.idempotency_key,

@@ -30,6 +30,8 @@ Reason = Literal[
     "missing_id", "not_storable", "result_too_large",
     # the data pipeline
     "bad_event", "bad_blob_path", "bad_work_message", "unreadable_blob", "invalid_record",
+    # callers (identity/)
+    "unauthenticated", "bad_credentials", "forbidden",
 ]
 
 

@@ -18,14 +18,17 @@ import hmac
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from common import telemetry
 from common.errors import ConfigurationError, InvalidInput, TransientFailure
 from common.logs import InvocationLog, describe_error, sane_correlation_id
 from common.secrets import SecretUnavailableError, get_secret
-from common.settings import ApiKeySettings
+from common.settings import ApiKeySettings, AuthSettings
+
+if TYPE_CHECKING:
+    from identity import Credentials, Principal, RouteAccess, SigningKeys
 from common.strict_json import JsonInputError
 from common.timing import elapsed_ms
 
@@ -35,6 +38,8 @@ __all__ = [
     "Reply",
     "Responder",
     "UNAUTHORIZED",
+    "CallerCheck",
+    "admit",
     "authorize",
     "body_error",
     "correlation_id_for",
@@ -152,7 +157,8 @@ class Responder:
         try:
             return await work()
         except InvalidInput as exc:
-            return self(http_status(exc), {"error": exc.detail}, exc.reason)
+            challenge = getattr(exc, "headers", None) or {}
+            return self(http_status(exc), {"error": exc.detail}, exc.reason, **challenge)
         except TransientFailure as exc:
             retry_after = retry_after_of(exc)
             self.log.error(f"{self.operation}.unavailable", error=describe_error(exc), retryAfterS=retry_after)
@@ -192,3 +198,56 @@ def to_http_response(reply: Reply) -> Any:
 
     return func.HttpResponse(reply.body_json(), status_code=reply.status, headers=reply.headers,
                              mimetype="application/json", charset="utf-8")
+
+
+def _keys_for(cfg: AuthSettings) -> SigningKeys:
+    from identity import signing_keys
+
+    return signing_keys(cfg.jwks_urls)
+
+
+@dataclass(frozen=True)
+class CallerCheck:
+    """How one HTTP route checks its caller: what it needs (:class:`identity.RouteAccess`), the auth
+    settings (read inside the request's guard), the API key where the route takes it, and the
+    issuer's signing keys."""
+
+    route: RouteAccess
+    read_auth: Callable[[], AuthSettings]
+    load_api_key: KeyLoader | None = None
+    keys: Callable[[AuthSettings], SigningKeys] = _keys_for
+
+
+async def admit(credentials: Credentials, respond: Responder, check: CallerCheck) -> Principal | Reply:
+    """The caller's principal, or the reply that refuses the call.
+
+    A route that always takes the API key (HttpGreeting) checks the key when one is sent, or when
+    nothing else is: its 401 then also carries a ``Bearer`` challenge. With ``AUTH_MODE=apikey`` a
+    route that takes the key checks only the key. Otherwise the caller is authenticated by
+    ``AUTH_MODE`` (:func:`identity.authenticate`); its refusals raise and the guard answers them.
+    The principal's ids join the request's log line.
+    """
+    from identity import Principal, Unauthenticated, authenticate
+
+    route = check.route
+    by_key = route.api_key == "always" and (
+        credentials.api_key is not None or (credentials.authorization is None and credentials.client_principal is None))
+    if not by_key:
+        cfg = check.read_auth()
+        if cfg.mode == "apikey":
+            if route.api_key == "never":
+                raise Unauthenticated("This route takes no API key; set AUTH_MODE to 'entra' or 'easyauth'.", error=None)
+            by_key = True
+    if by_key:
+        if check.load_api_key is None:
+            raise Unauthenticated("This route takes no API key.", error=None)
+        refused = await authorize(credentials.api_key, respond, check.load_api_key)
+        if refused is not None:
+            if route.api_key == "always" and credentials.api_key is None:
+                refused = replace(refused, headers={**refused.headers, "WWW-Authenticate": 'Bearer realm="serverless-patterns"'})
+            return refused
+        principal = Principal(method="apikey")
+    else:
+        principal = await authenticate(credentials, route=route, cfg=cfg, keys=check.keys)
+    respond.log = respond.log.bind(**principal.log_fields())
+    return principal

@@ -28,7 +28,7 @@ import functools
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol, TypeVar
+from typing import Literal, Protocol, TypeVar, cast
 
 from common.connections import (
     CONNECTION_SUFFIXES,
@@ -45,10 +45,12 @@ from common.connections import (
 # Defined with the rest of the error model (common.errors); re-exported where settings are read.
 from common.errors import ConfigurationError
 from common.host_config import function_timeout_seconds, queue_max_dequeue_count, read_function_timeout
-from common.setting_parsers import SettingsReader, is_loopback_host
+from common.setting_parsers import SettingsReader, https_url, is_loopback_host
 
 __all__ = [
     "ApiKeySettings",
+    "AuthMode",
+    "AuthSettings",
     "CleanupSettings",
     "ConfigurationError",
     "Connection",
@@ -62,6 +64,7 @@ __all__ = [
     "SecretSettings",
     "TelemetrySettings",
     "api_key_settings",
+    "auth_settings",
     "cleanup_settings",
     "connection_string_parts",
     "cosmos_connection",
@@ -343,6 +346,72 @@ def event_settings(read: SettingsReader) -> EventSettings:
         max_event_bytes=read.integer("EVENT_MAX_BYTES", EVENT_GRID_MAX_EVENT_BYTES, minimum=1024,
                                      maximum=EVENT_GRID_MAX_EVENT_BYTES),
         publish_budget_seconds=budget,
+    )
+
+
+AuthMode = Literal["entra", "easyauth", "apikey"]
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_AUDIENCE_EXAMPLE = "api://serverless-patterns,00000000-0000-0000-0000-000000000000"
+
+
+@dataclass(frozen=True)
+class AuthSettings:
+    """Who may call the HTTP routes: Microsoft Entra ID bearer tokens (``entra``), App Service
+    Authentication's principal header (``easyauth``), or the API key alone (``apikey``, local)."""
+
+    mode: AuthMode
+    #: The tenant whose tokens are accepted (``entra``).
+    tenant_id: str | None
+    #: Accepted ``aud`` values: the app ID URI and the client id (v2 tokens carry the client id).
+    audiences: tuple[str, ...]
+    #: Accepted ``tid`` values; None: any tenant whose token otherwise validates.
+    allowed_tenants: frozenset[str] | None
+    #: Accepted ``iss`` values: the tenant's v1 and v2 issuers, unless AUTH_ISSUER replaces them.
+    issuers: tuple[str, ...]
+    #: Where the signing keys are published: the tenant's JWKS, unless AUTH_JWKS_URL replaces it.
+    jwks_urls: tuple[str, ...]
+
+
+def _guid(name: str, value: str) -> str:
+    if not _GUID.fullmatch(value):
+        raise ConfigurationError(name, "must be a tenant id, a GUID such as '72f988bf-86f1-41af-91ab-2d7cd011db47'.")
+    return value.lower()
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (value or "").split(",") if part.strip())
+
+
+@_group("AUTH_MODE", "AUTH_TENANT_ID", "AUTH_AUDIENCE", "AUTH_ALLOWED_TENANTS", "AUTH_ISSUER", "AUTH_JWKS_URL")
+def auth_settings(read: SettingsReader) -> AuthSettings:
+    mode = read.optional("AUTH_MODE", "entra").lower()
+    if mode not in ("entra", "easyauth", "apikey"):
+        raise ConfigurationError("AUTH_MODE", f"must be 'entra', 'easyauth' or 'apikey'; got {mode[:40]!r}.")
+    allowed = read.raw("AUTH_ALLOWED_TENANTS")
+    allowed_tenants = (frozenset(_guid("AUTH_ALLOWED_TENANTS", tid) for tid in _csv(allowed))
+                       if allowed is not None else None)
+    if mode != "entra":
+        return AuthSettings(cast(AuthMode, mode), None, (), allowed_tenants, (), ())
+    tenant = _guid("AUTH_TENANT_ID", read.required("AUTH_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"))
+    audiences = _csv(read.required("AUTH_AUDIENCE", _AUDIENCE_EXAMPLE))
+    if not audiences:
+        raise ConfigurationError("AUTH_AUDIENCE", f"must list at least one audience, such as {_AUDIENCE_EXAMPLE!r}.")
+    issuers = _csv(read.raw("AUTH_ISSUER"))
+    for issuer in issuers:
+        https_url("AUTH_ISSUER", issuer, f"https://login.microsoftonline.com/{tenant}/v2.0")
+    jwks = read.url("AUTH_JWKS_URL", f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys")
+    return AuthSettings(
+        mode="entra",
+        tenant_id=tenant,
+        audiences=audiences,
+        allowed_tenants=allowed_tenants,
+        # v1 tokens (accessTokenAcceptedVersion null or 1) and v2 tokens name their issuer differently:
+        # https://learn.microsoft.com/entra/identity-platform/access-token-claims-reference
+        issuers=issuers or (f"https://sts.windows.net/{tenant}/", f"https://login.microsoftonline.com/{tenant}/v2.0"),
+        # v1 and v2 metadata publish their keys at two addresses; both are read and merged.
+        jwks_urls=(jwks.rstrip("/"),) if jwks else (
+            f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys",
+            f"https://login.microsoftonline.com/{tenant}/discovery/keys"),
     )
 
 

@@ -19,6 +19,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class Emulators:
     #: Request units per second the Cosmos server grants before it answers 429 (0: no budget);
     #: see scripts/cosmos-server.js for what each request is charged.
     cosmos_ru_per_second: float = 0
+    #: The local OpenID issuer's port (devhost.issuer), or None not to run one.
+    issuer_port: int | None = None
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     @property
@@ -110,11 +113,13 @@ class Emulators:
     @contextlib.contextmanager
     def start(cls, data_dir: Path, *, blob_port: int | None = None, queue_port: int | None = None,
               table_port: int | None = None, cosmos_port: int | None = None,
-              cosmos_latency_ms: int = 0, cosmos_ru_per_second: float = 0,
+              cosmos_latency_ms: int = 0, cosmos_ru_per_second: float = 0, issuer_port: int | None = None,
               timeout: float = 60.0) -> Iterator[Emulators]:
-        """Start both emulators, wait until they answer, stop them on exit."""
+        """Start both emulators (and the local issuer on ``issuer_port``), wait until they answer,
+        stop them on exit."""
         emulators = cls(Path(data_dir), blob_port or free_port(), queue_port or free_port(),
-                        table_port or free_port(), cosmos_port or free_port(), cosmos_latency_ms, cosmos_ru_per_second)
+                        table_port or free_port(), cosmos_port or free_port(), cosmos_latency_ms, cosmos_ru_per_second,
+                        issuer_port)
         try:
             emulators._launch(timeout)
             yield emulators
@@ -131,8 +136,8 @@ class Emulators:
         return process
 
     def _launch(self, timeout: float) -> None:
-        for port in (self.blob_port, self.queue_port, self.table_port, self.cosmos_port):
-            if port_open(port):
+        for port in (self.blob_port, self.queue_port, self.table_port, self.cosmos_port, self.issuer_port):
+            if port is not None and port_open(port):
                 raise EmulatorError(f"port {port} on 127.0.0.1 is already in use (another emulator running?)")
         azurite_dir = self.data_dir / "azurite"
         azurite_dir.mkdir(parents=True, exist_ok=True)
@@ -149,9 +154,12 @@ class Emulators:
         self._spawn([node, str(PROJECT_ROOT / "scripts" / "cosmos-server.js"), str(self.cosmos_port)], "cosmos.log",
                     env={"COSMOS_LATENCY_MS": str(self.cosmos_latency_ms),
                          "COSMOS_RU_PER_SECOND": str(self.cosmos_ru_per_second)})
+        if self.issuer_port is not None:
+            self._spawn([sys.executable, "-m", "devhost.issuer", "--port", str(self.issuer_port),
+                         "--key", str(self.data_dir / "issuer" / "signing-key.pem")], "issuer.log")
         deadline = time.monotonic() + timeout
-        for port in (self.blob_port, self.queue_port, self.cosmos_port):
-            while not port_open(port):
+        for port in (self.blob_port, self.queue_port, self.cosmos_port, self.issuer_port):
+            while port is not None and not port_open(port):
                 for process in self.processes:
                     if process.poll() is not None:
                         raise EmulatorError(f"an emulator exited with code {process.returncode}: "

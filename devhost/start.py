@@ -3,8 +3,9 @@
 1. Writes ``local.settings.json`` from ``local.settings.example.json``: the whole file if it
    is missing, else only the settings it lacks (never changes a value already there; VS Code's
    Azure Functions extension writes a stub with only ``FUNCTIONS_WORKER_RUNTIME`` before F5).
-2. Starts Azurite (Blob 10000, Queue 10001, Table 10002) and the Cosmos DB API server
-   (8081) on loopback, data in ``.emulators/``, and waits until they answer.
+2. Starts Azurite (Blob 10000, Queue 10001, Table 10002), the Cosmos DB API server (8081)
+   and the local token issuer (7090, :mod:`devhost.issuer`) on loopback, data in
+   ``.emulators/``, and waits until they answer.
 3. Creates what the app needs there: the Cosmos database and container, the blob containers.
 4. Runs the app: ``func start`` when Azure Functions Core Tools is on the PATH, else the
    development host (:mod:`devhost.host`) on http://localhost:7071.
@@ -32,10 +33,12 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from devhost.emulators import EmulatorError, Emulators, provision
+from devhost.emulators import EmulatorError, Emulators, provision, stop_process_groups
 from devhost.host import DevHost, DevHostError, load_local_settings, say
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: The local OpenID issuer's port (devhost.issuer.DEFAULT_PORT; local.settings.example.json names it).
+ISSUER_PORT = 7090
 
 
 def ensure_local_settings(path: Path, example: Path = PROJECT_ROOT / "local.settings.example.json") -> list[str]:
@@ -80,9 +83,10 @@ def _emulators(enabled: bool) -> Iterator[None]:
     if not enabled:
         yield
         return
-    say("starting Azurite (blob :10000, queue :10001) and the Cosmos DB API server (:8081)")
+    say(f"starting Azurite (blob :10000, queue :10001), the Cosmos DB API server (:8081) and the local "
+        f"token issuer (:{ISSUER_PORT}; tokens: python -m devhost.token)")
     with Emulators.start(PROJECT_ROOT / ".emulators", blob_port=10000, queue_port=10001, table_port=10002,
-                         cosmos_port=8081):
+                         cosmos_port=8081, issuer_port=ISSUER_PORT):
         yield
 
 
@@ -123,15 +127,7 @@ def _queue_workers(count: int, settings: Path) -> Iterator[None]:
     try:
         yield
     finally:
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-        for process in processes:
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+        stop_process_groups(processes, grace_seconds=20)
 
 
 def configure_logging() -> None:

@@ -48,6 +48,17 @@ param maximumInstanceCount int = 100
 ])
 param instanceMemoryMB int = 2048
 
+@minLength(36)
+@description('Tenant of the API\'s app registration; azd passes AUTH_TENANT_ID, which infra/hooks/preprovision.sh sets.')
+param authTenantId string
+
+@minLength(36)
+@description('Client id of the API\'s app registration; azd passes AUTH_CLIENT_ID, which infra/hooks/preprovision.sh sets.')
+param authClientId string
+
+@description('App Service Authentication (Easy Auth) in front of the app (AUTH_MODE=easyauth); off: the app validates tokens itself.')
+param enableEasyAuth bool = false
+
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -71,6 +82,9 @@ module resources 'resources.bicep' = {
     cosmosServerless: cosmosServerless
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
+    authTenantId: authTenantId
+    authClientId: authClientId
+    enableEasyAuth: enableEasyAuth
   }
 }
 

@@ -51,6 +51,15 @@ param httpPerInstanceConcurrency int = 16
 @description('Share of traces kept by the host and the worker (1.0: every request and span; lower it to cut ingestion cost).')
 param tracesSampleRatio string = '1.0'
 
+@description('Tenant of the API\'s app registration (infra/hooks/preprovision.sh sets it): the tenant whose tokens the app accepts.')
+param authTenantId string
+
+@description('Client id of the API\'s app registration (infra/hooks/preprovision.sh sets it): its tokens\' audience.')
+param authClientId string
+
+@description('Put App Service Authentication (Easy Auth) in front: it refuses callers without a valid token before the app runs, and the app reads its principal (AUTH_MODE=easyauth). Off: the app validates tokens itself (AUTH_MODE=entra).')
+param enableEasyAuth bool = false
+
 // ---------------------------------------------------------------------------
 // Names the app reads as settings, and names of the resources.
 
@@ -607,7 +616,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     // ("FTPS not supported"; ARM rejects Flex sites that set it in some regions): FTP is off by the plan
     // itself, and basic publishing credentials are disabled below.
     // https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
-    // checkov:skip=CKV_AZURE_17: callers authenticate with the function key and the x-api-key header (HttpGreeting), not client certificates.
+    // checkov:skip=CKV_AZURE_17: callers authenticate with Microsoft Entra ID bearer tokens (identity/), the function key and the x-api-key header, not client certificates.
     serverFarmId: plan.id
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
@@ -723,6 +732,19 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           name: 'API_KEY_SECRET_NAME'
           value: apiKeySecret.name
         }
+        // Callers: Microsoft Entra ID tokens for the API's app registration (identity/, docs/identity.md).
+        {
+          name: 'AUTH_MODE'
+          value: enableEasyAuth ? 'easyauth' : 'entra'
+        }
+        {
+          name: 'AUTH_TENANT_ID'
+          value: authTenantId
+        }
+        {
+          name: 'AUTH_AUDIENCE'
+          value: 'api://${authClientId},${authClientId}'
+        }
         // The identity the app's own clients use (common/credential.py).
         {
           name: 'AZURE_CLIENT_ID'
@@ -797,6 +819,53 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     deploymentContainer
     storageBlobDataOwner
   ]
+}
+
+// App Service Authentication in front of the app, when enableEasyAuth: a request without a valid
+// token for the API's registration gets a 401 from the platform, and the app reads the caller
+// from X-MS-CLIENT-PRINCIPAL, which the platform sets and refuses from outside.
+// https://learn.microsoft.com/azure/app-service/configure-authentication-provider-aad
+resource easyAuth 'Microsoft.Web/sites/config@2024-04-01' = if (enableEasyAuth) {
+  parent: functionApp
+  name: 'authsettingsV2'
+  properties: {
+    // Checkov reads every Microsoft.Web/sites/config as the site's 'web' settings; this one is
+    // 'authsettingsV2', which holds none of what these checks look for:
+    // checkov:skip=CKV_AZURE_66: failed request tracing is a 'web' config setting, not an authsettingsV2 one.
+    // checkov:skip=CKV_AZURE_63: HTTP logging is a 'web' config setting, not an authsettingsV2 one.
+    // checkov:skip=CKV_AZURE_222: public network access is a site property (set on the function app), not an authsettingsV2 one.
+    // checkov:skip=CKV_AZURE_80: the .NET Framework version is a 'web' config setting; the app runs Python.
+    // checkov:skip=CKV_AZURE_13: this resource is the App Service Authentication (authsettingsV2) the check asks for; it reads the legacy siteAuthEnabled.
+    // checkov:skip=CKV_AZURE_88: Azure Files mounts are a site setting; Flex Consumption runs from a blob deployment package.
+    // checkov:skip=CKV_AZURE_65: detailed error messages are a 'web' config setting, not an authsettingsV2 one.
+    platform: {
+      enabled: true
+    }
+    globalValidation: {
+      requireAuthentication: true
+      unauthenticatedClientAction: 'Return401'
+    }
+    identityProviders: {
+      azureActiveDirectory: {
+        enabled: true
+        registration: {
+          clientId: authClientId
+          openIdIssuer: 'https://login.microsoftonline.com/${authTenantId}/v2.0'
+        }
+        validation: {
+          allowedAudiences: [
+            'api://${authClientId}'
+            authClientId
+          ]
+        }
+      }
+    }
+    login: {
+      tokenStore: {
+        enabled: false
+      }
+    }
+  }
 }
 
 // Publishing with a user name and password (FTP, basic auth to the deployment endpoint) is

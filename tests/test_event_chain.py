@@ -49,7 +49,7 @@ class Chain:
         self.bus = FakeServiceBus("orders-out", "orders-invalid")
         self.store = container
         use_fake_clients(monkeypatch, event_grid=self.topic, bus=self.bus, cosmos=container)
-        set_env(monkeypatch, API_KEY=API_KEY, EVENT_GRID_TOPIC_ENDPOINT=TOPIC, INPUT_QUEUE_NAME="orders-in",
+        set_env(monkeypatch, AUTH_MODE="apikey", API_KEY=API_KEY, EVENT_GRID_TOPIC_ENDPOINT=TOPIC, INPUT_QUEUE_NAME="orders-in",
                 OUTPUT_QUEUE_NAME="orders-out", INVALID_QUEUE_NAME="orders-invalid")
 
     async def publish(self, body: dict[str, Any], **headers: str) -> tuple[int, dict[str, Any]]:

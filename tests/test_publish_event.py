@@ -30,7 +30,7 @@ HOST_TRACE = "0af7651916cd43dd8448eb211c80319c"
 def topic(monkeypatch: pytest.MonkeyPatch) -> FakeEventGridPublisher:
     fake = FakeEventGridPublisher()
     use_fake_clients(monkeypatch, event_grid=fake)
-    set_env(monkeypatch, API_KEY=API_KEY, EVENT_GRID_TOPIC_ENDPOINT=TOPIC, EVENT_PUBLISH_BUDGET_SECONDS="2")
+    set_env(monkeypatch, AUTH_MODE="apikey", API_KEY=API_KEY, EVENT_GRID_TOPIC_ENDPOINT=TOPIC, EVENT_PUBLISH_BUDGET_SECONDS="2")
     return fake
 
 
@@ -221,7 +221,7 @@ async def test_the_app_refused_by_event_grid_is_a_500_that_says_why_in_the_log(
 
 async def test_no_topic_configured_is_a_500_naming_the_setting(monkeypatch: pytest.MonkeyPatch,
                                                                caplog: pytest.LogCaptureFixture) -> None:
-    set_env(monkeypatch, API_KEY=API_KEY)
+    set_env(monkeypatch, AUTH_MODE="apikey", API_KEY=API_KEY)
     with caplog.at_level(logging.INFO):
         status, reply, _ = await call(request(cloud_event()))
     assert (status, reply) == (500, {"error": "Internal server error"})
@@ -236,7 +236,7 @@ async def test_no_topic_configured_is_a_500_naming_the_setting(monkeypatch: pyte
 ])
 async def test_a_malformed_setting_is_a_500_naming_it(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
                                                       name: str, value: str) -> None:
-    set_env(monkeypatch, **{"API_KEY": API_KEY, "EVENT_GRID_TOPIC_ENDPOINT": TOPIC, name: value})
+    set_env(monkeypatch, **{"AUTH_MODE": "apikey", "API_KEY": API_KEY, "EVENT_GRID_TOPIC_ENDPOINT": TOPIC, name: value})
     with caplog.at_level(logging.INFO):
         status, _, _ = await call(request(cloud_event()))
     assert status == 500 and name in caplog.text
@@ -254,7 +254,7 @@ async def test_the_key_from_key_vault_guards_the_route(monkeypatch: pytest.Monke
     fake = FakeEventGridPublisher()
     vault = FakeSecretClient({"greeting-api-key": API_KEY})
     use_fake_clients(monkeypatch, event_grid=fake, vault=vault)
-    set_env(monkeypatch, KEY_VAULT_URL="https://unit-test.vault.azure.net/", EVENT_GRID_TOPIC_ENDPOINT=TOPIC)
+    set_env(monkeypatch, AUTH_MODE="apikey", KEY_VAULT_URL="https://unit-test.vault.azure.net/", EVENT_GRID_TOPIC_ENDPOINT=TOPIC)
     assert (await call(request(cloud_event())))[0] == 202
     from common import secrets
 

@@ -205,7 +205,7 @@ async def test_no_secret_reaches_spans_metrics_or_logs(otel: Telemetry, monkeypa
     from azure.functions.timer import TimerRequest
     from azure.servicebus import exceptions as sb
 
-    set_env(monkeypatch, API_KEY=SECRET,
+    set_env(monkeypatch, AUTH_MODE="apikey", API_KEY=SECRET,
             ServiceBusConnection=f"Endpoint=sb://x.servicebus.windows.net/;SharedAccessKeyName=k;SharedAccessKey={SECRET}",
             CosmosConnection=f"AccountEndpoint=https://x.documents.azure.com:443/;AccountKey={SECRET};",
             EtlStorage=f"DefaultEndpointsProtocol=https;AccountName=x;AccountKey={SECRET};",

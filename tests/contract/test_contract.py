@@ -36,14 +36,38 @@ async def host():  # noqa: ANN201
     await runtime_host.stop()
 
 
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def issuer(tmp_path_factory: pytest.TempPathFactory):  # noqa: ANN201
+    """The local OpenID issuer on loopback: the functions fetch its keys as they would Entra ID's."""
+    import socket
+
+    from devhost.issuer import LocalIssuer, serve
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    local = LocalIssuer.from_key_file(tmp_path_factory.mktemp("issuer") / "key.pem", f"http://127.0.0.1:{port}")
+    runner = await serve(local, port)
+    yield local
+    await runner.cleanup()
+
+
+def entra(monkeypatch: pytest.MonkeyPatch, issuer, **values: str) -> None:  # noqa: ANN001
+    """AUTH_MODE=entra against the local issuer, as deployed against Entra ID."""
+    from devhost.issuer import DEFAULT_AUDIENCE
+
+    set_env(monkeypatch, AUTH_MODE="entra", AUTH_TENANT_ID=issuer.tenant, AUTH_AUDIENCE=DEFAULT_AUDIENCE,
+            AUTH_ISSUER=issuer.issuer, AUTH_JWKS_URL=issuer.jwks_url, **values)
+
+
 async def test_every_function_loads(host) -> None:  # noqa: ANN001
     assert set(host.functions) == FUNCTIONS
 
 
-async def test_http_trigger_round_trip(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+async def test_http_trigger_round_trip(host, issuer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
     from devhost.runtime_host import http_response
 
-    set_env(monkeypatch, API_KEY="contract-key-123456")
+    entra(monkeypatch, issuer, API_KEY="contract-key-123456")
     response = await host.invoke("HttpGreeting", *host.http_request(
         "HttpGreeting", "POST", "http://localhost:7071/api/HttpGreeting",
         headers={"x-api-key": "contract-key-123456", "x-correlation-id": "c-1", "content-type": "application/json"},
@@ -58,17 +82,23 @@ async def test_http_trigger_round_trip(host, monkeypatch: pytest.MonkeyPatch) ->
     response = await host.invoke("HttpGreeting", *host.http_request(
         "HttpGreeting", "GET", "http://localhost:7071/api/HttpGreeting?name=Ada", headers={"x-api-key": "nope"}))
     assert http_response(response)[0] == 401
+    response = await host.invoke("HttpGreeting", *host.http_request(
+        "HttpGreeting", "GET", "http://localhost:7071/api/HttpGreeting?name=Ada",
+        headers={"Authorization": f"Bearer {issuer.mint()}"}))
+    assert http_response(response)[:1] == (200,)
 
 
-async def test_publish_event_route_and_statuses(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
-    """function.json's route and method: POST /api/events reaches PublishEvent's main; 202, then 400 and 401."""
+async def test_publish_event_route_and_statuses(host, issuer, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001
+    """function.json's route and method: POST /api/events reaches PublishEvent's main with a bearer token;
+    202, then 400, 401 (no token; the API key is not accepted with AUTH_MODE=entra) and 403 (no role)."""
     from devhost.runtime_host import http_response
 
     topic = FakeEventGridPublisher()
     use_fake_clients(monkeypatch, event_grid=topic)
-    set_env(monkeypatch, API_KEY="contract-key-123456",
-            EVENT_GRID_TOPIC_ENDPOINT="https://contract.westeurope-1.eventgrid.azure.net/api/events")
-    headers = {"x-api-key": "contract-key-123456", "content-type": "application/cloudevents+json",
+    entra(monkeypatch, issuer, API_KEY="contract-key-123456",
+          EVENT_GRID_TOPIC_ENDPOINT="https://contract.westeurope-1.eventgrid.azure.net/api/events")
+    token = issuer.mint(roles=["Events.Publish"])
+    headers = {"Authorization": f"Bearer {token}", "content-type": "application/cloudevents+json",
                "Idempotency-Key": "ignored-for-cloud-events", "x-correlation-id": "c-events"}
     event = {"specversion": "1.0", "id": "contract-1", "source": "/contract", "type": "contract.test", "data": {"a": 1}}
     status, reply_headers, body = http_response(await host.invoke("PublishEvent", *host.http_request(
@@ -78,9 +108,14 @@ async def test_publish_event_route_and_statuses(host, monkeypatch: pytest.Monkey
     status, _, body = http_response(await host.invoke("PublishEvent", *host.http_request(
         "PublishEvent", "POST", "http://localhost:7071/api/events", headers=headers, body=b"[]")))
     assert status == 400 and "not an array" in json.loads(body)["error"]
+    status, refused, _ = http_response(await host.invoke("PublishEvent", *host.http_request(
+        "PublishEvent", "POST", "http://localhost:7071/api/events", headers={"x-api-key": "contract-key-123456"},
+        body=b"{}")))
+    assert status == 401 and {k.lower(): v for k, v in refused.items()}["www-authenticate"].startswith("Bearer")
     status, _, _ = http_response(await host.invoke("PublishEvent", *host.http_request(
-        "PublishEvent", "POST", "http://localhost:7071/api/events", headers={"x-api-key": "wrong"}, body=b"{}")))
-    assert status == 401
+        "PublishEvent", "POST", "http://localhost:7071/api/events",
+        headers={"Authorization": f"Bearer {issuer.mint(roles=['Orders.Read'])}"}, body=b"{}")))
+    assert status == 403
 
 
 async def test_a_cloud_event_from_event_grid_is_stored_and_forwarded(host, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: ANN001

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -21,6 +22,13 @@ from tests.conftest import APP_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 API_KEY = "e2e-api-key-0123456789"
+
+
+def request_ok(url: str) -> bool:
+    try:
+        return request(url)[0] == 200
+    except (urllib.error.URLError, ConnectionError):
+        return False
 
 
 def request(url: str, *, method: str = "GET", body: bytes | None = None,
@@ -77,10 +85,30 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
                              OUTPUT_QUEUE_NAME="",
                              # Blobs above 4 KB fan out to BlobEtlWorker, in two worker processes.
                              ETL_INLINE_MAX_BYTES="4096", ETL_SEGMENT_RECORDS="500")
+    # The local token issuer, as make start runs it, on a free port.
+    issuer_port = free_port()
+    key_file = tmp_path / "issuer" / "signing-key.pem"
+    tenant = example["Values"]["AUTH_TENANT_ID"]
+    example["Values"].update(AUTH_ISSUER=f"http://127.0.0.1:{issuer_port}/{tenant}/v2.0",
+                             AUTH_JWKS_URL=f"http://127.0.0.1:{issuer_port}/{tenant}/discovery/v2.0/keys")
     settings_file = tmp_path / "local.settings.json"
     settings_file.write_text(json.dumps(example))
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in example["Values"]}
+    issuer = subprocess.Popen([sys.executable, "-m", "devhost.issuer", "--port", str(issuer_port), "--key", str(key_file)],
+                              cwd=APP_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+
+    def token(*args: str) -> str:
+        """What the README's token command prints."""
+        printed = subprocess.run([sys.executable, "-m", "devhost.token", "--settings", str(settings_file),
+                                  "--key", str(key_file), *args], cwd=APP_ROOT, env=env, capture_output=True,
+                                 text=True, timeout=30, check=True)
+        minted.append(printed.stdout.strip())
+        return minted[-1]
+
+    minted: list[str] = []
+
     process = subprocess.Popen(
         [sys.executable, "-m", "devhost.start", "--no-emulators", "--devhost", "--settings", str(settings_file),
          "--port", str(port), "--state-dir", str(tmp_path / "state"), "--workers", "2"],
@@ -109,13 +137,24 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
         assert request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": "wrong"})[0] == 401
         assert request(f"{base}/api/HttpGreeting", method="DELETE")[0] == 405
 
-        # The event chain: PublishEvent authenticates and validates, then cannot publish (no topic
-        # here, and it says which setting); the last hop stores a delivered CloudEvent in Cosmos DB.
-        status, body = request(f"{base}/api/events", method="POST", body=b"[]",
-                               headers={"x-api-key": API_KEY, "Content-Type": "application/json"})
+        while not request_ok(f"http://127.0.0.1:{issuer_port}/{tenant}/discovery/v2.0/keys"):
+            assert issuer.poll() is None and time.monotonic() < deadline + 30, "the local issuer did not start"
+            time.sleep(0.2)
+        # A bearer token from the local issuer opens HttpGreeting as the API key does.
+        status, body = request(f"{base}/api/HttpGreeting?name=Ada", headers={"Authorization": f"Bearer {token()}"})
+        assert (status, body) == (200, {"message": "Hello, Ada"})
+
+        # The event chain: PublishEvent authenticates (a token with Events.Publish; the API key is not
+        # accepted with AUTH_MODE=entra) and validates, then cannot publish (no topic here, and it says
+        # which setting); the last hop stores a delivered CloudEvent in Cosmos DB.
+        publisher = {"Authorization": f"Bearer {token('--roles', 'Events.Publish')}", "Content-Type": "application/json"}
+        assert request(f"{base}/api/events", method="POST", body=b"{}",
+                       headers={"x-api-key": API_KEY, "Content-Type": "application/json"})[0] == 401
+        assert request(f"{base}/api/events", method="POST", body=b"{}",
+                       headers={"Authorization": f"Bearer {token('--roles', 'Orders.Read')}"})[0] == 403
+        status, body = request(f"{base}/api/events", method="POST", body=b"[]", headers=publisher)
         assert status == 400 and "not an array" in body["error"]
-        status, body = request(f"{base}/api/events", method="POST", body=b'{"order": 7}',
-                               headers={"x-api-key": API_KEY, "Content-Type": "application/json"})
+        status, body = request(f"{base}/api/events", method="POST", body=b'{"order": 7}', headers=publisher)
         assert (status, body) == (500, {"error": "Internal server error"})
         event = {"specversion": "1.0", "id": "e2e-1", "source": "/e2e", "type": "e2e.test", "data": {"n": 1}}
         status, body = request(f"{base}/admin/functions/QueueProcessor", method="POST",
@@ -172,6 +211,9 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
         assert "runtime/webhooks/eventgrid?functionName=BlobEtl: 202" in notified.stdout
         assert '"written": 10' in notified.stdout
     finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(issuer.pid, signal.SIGTERM)
+        issuer.wait(timeout=20)
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)
         try:
@@ -187,3 +229,4 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
     assert "started 2 queue worker processes" in text
     assert "stopped" in text.splitlines()[-1]
     assert API_KEY not in text
+    assert minted and not any(value in text or value.split(".")[1] in text for value in minted)

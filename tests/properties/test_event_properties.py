@@ -22,9 +22,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from common import cloud_events
+from common.http_api import CallerCheck
 from common.logs import bind_invocation
-from common.settings import EventSettings
-from PublishEvent.publishing import EventRequest, respond
+from common.settings import EventSettings, auth_settings
+from PublishEvent.publishing import ACCESS, EventRequest, respond
 from QueueProcessor.processing import InboundMessage, process_message
 from tests.conftest import FakeContext
 from tests.fakes import FakeContainer, FakeEventGridPublisher, FakeServiceBus
@@ -84,6 +85,9 @@ IDEMPOTENCY_KEYS = st.one_of(st.none(), st.text(st.characters(codec="ascii", min
                                                 min_size=1, max_size=40), wild_text(20))
 
 
+API_KEY_MODE = auth_settings({"AUTH_MODE": "apikey"})
+
+
 async def publish(body: bytes, content_type: str | None, idempotency_key: str | None,
                   topic: FakeEventGridPublisher) -> tuple[int, dict[str, Any]]:
     async def key() -> str:
@@ -92,7 +96,8 @@ async def publish(body: bytes, content_type: str | None, idempotency_key: str | 
     reply = await respond(EventRequest(body=body, api_key=KEY, content_type=content_type,
                                        idempotency_key=idempotency_key),
                           invocation_id="inv-1", log=bind_invocation(FakeContext(function_name="PublishEvent")),
-                          read_settings=lambda: CFG, publisher=lambda: topic, load_api_key=key, now=lambda: NOW)
+                          read_settings=lambda: CFG, publisher=lambda: topic, now=lambda: NOW,
+                          callers=CallerCheck(ACCESS, read_auth=lambda: API_KEY_MODE, load_api_key=key))
     return reply.status, json.loads(reply.body_json())
 
 

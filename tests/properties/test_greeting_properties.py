@@ -28,8 +28,10 @@ from hypothesis import event, given
 from hypothesis import strategies as st
 
 import HttpGreeting
+from common import settings
+from common.http_api import CallerCheck
 from common.logs import bind_invocation
-from HttpGreeting.greeting import MAX_BODY_BYTES, MAX_NAME_LENGTH, GreetingRequest, respond
+from HttpGreeting.greeting import ACCESS, MAX_BODY_BYTES, MAX_NAME_LENGTH, GreetingRequest, respond
 from tests.conftest import FakeContext, set_env
 from tests.properties.oracle import Refused, strict_document
 
@@ -191,8 +193,9 @@ async def configured_key() -> str:
 
 
 async def call_respond(request: GreetingRequest) -> tuple[int, Any, dict[str, str]]:
+    callers = CallerCheck(ACCESS, read_auth=settings.auth_settings, load_api_key=configured_key)
     reply = await respond(request, invocation_id="inv-1", log=bind_invocation(FakeContext(function_name="HttpGreeting")),
-                          load_api_key=configured_key)
+                          callers=callers)
     return reply.status, json.loads(reply.body_json()), reply.headers
 
 

@@ -223,7 +223,16 @@ def coldstart(app: str) -> dict[str, Any]:
 
 FIRST = {"http": ("HttpGreeting", "GreetingFetchesSecretPerRequest"),
          "etl": ("BlobEtl", "EtlLoadAllThenCreateOneByOne"),
-         "cleanup": ("CleanupTimer", "CleanupSelectAllDeleteOneByOne")}
+         "cleanup": ("CleanupTimer", "CleanupSelectAllDeleteOneByOne"),
+         # Ours only (the naive app has no tokens): a bearer token validated against the local
+         # issuer's JWKS (BENCH_TOKEN, AUTH_* from the environment), PyJWT and the keys' fetch
+         # included; PublishEvent's body is refused after the token passed (no topic here).
+         "http-token": ("HttpGreeting", ""),
+         "events-token": ("PublishEvent", ""),
+         # The key from an app setting, as an App Service Key Vault reference resolves it: no SDK.
+         "http-setting": ("HttpGreeting", "")}
+#: The status each first response must have.
+FIRST_STATUS = {"http": 200, "http-token": 200, "http-setting": 200, "events-token": 400}
 
 
 def first_response(app: str, kind: str) -> dict[str, Any]:
@@ -252,9 +261,16 @@ def first_response(app: str, kind: str) -> dict[str, Any]:
         started = time.perf_counter()
         await host.start()
         loaded = time.perf_counter()
-        if kind == "http":
+        if kind in ("http", "http-setting"):
             trigger = host.http_request(name, "GET", f"http://localhost:7071/api/{name}?name=Ada",
                                         headers={"x-api-key": API_KEY})
+        elif kind == "http-token":
+            trigger = host.http_request(name, "GET", f"http://localhost:7071/api/{name}?name=Ada",
+                                        headers={"Authorization": f"Bearer {os.environ['BENCH_TOKEN']}"})
+        elif kind == "events-token":
+            trigger = host.http_request(name, "POST", "http://localhost:7071/api/events", body=b"[]",
+                                        headers={"Authorization": f"Bearer {os.environ['BENCH_TOKEN']}",
+                                                 "content-type": "application/json"})
         elif kind == "etl" and app == "ours":
             trigger = host.event_grid(name, event)
         elif kind == "etl":
@@ -264,7 +280,7 @@ def first_response(app: str, kind: str) -> dict[str, Any]:
             trigger = host.timer(name)
         response = await host.invoke(name, *trigger)
         answered = time.perf_counter()
-        if kind == "http" and http_response(response)[0] != 200:
+        if kind in FIRST_STATUS and http_response(response)[0] != FIRST_STATUS[kind]:
             raise RuntimeError(f"{name} answered {http_response(response)[0]}")
         if not host.succeeded(response):
             raise RuntimeError(f"{name} failed: {response.result.exception.message}")
@@ -290,8 +306,21 @@ def _upload_for_event(data: bytes, name: str) -> dict[str, Any]:
 
 # ------------------------------------------------------------------- warm HTTP
 
-def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: bool) -> dict[str, Any]:
+def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: bool,
+         auth: str = "key") -> dict[str, Any]:
+    """Warm requests to one loaded function: with the API key (from the vault stub) or a bearer
+    token (BENCH_TOKEN, validated against the local issuer's keys)."""
     os.environ.update(KEY_VAULT_URL=vault_url, API_KEY_SECRET_NAME="greeting-api-key")
+    credentials = ({"Authorization": f"Bearer {os.environ['BENCH_TOKEN']}"} if auth == "token"
+                   else {"x-api-key": API_KEY})
+    fresh: list[str] = []
+    if auth == "token-each":
+        # A new token on every request (minted before the clock starts): the cost of validating one,
+        # RS256 verification included, where "token" reuses one token as a client does.
+        from devhost.issuer import LocalIssuer
+
+        issuer = LocalIssuer.from_key_file(Path(os.environ["BENCH_ISSUER_KEY"]), os.environ["BENCH_ISSUER_BASE"])
+        fresh = [issuer.mint(roles=["Events.Publish"]) for _ in range(invocations + warmup)]
     sys.path.insert(0, str(PROJECT_ROOT))
     from devhost.runtime_host import RuntimeHost, http_response
 
@@ -323,7 +352,8 @@ def http(app: str, vault_url: str, invocations: int, warmup: int, telemetry_on: 
         url = f"http://localhost:7071/api/{name}?name=Ada"
 
         async def one() -> float:
-            trigger = host.http_request(name, "GET", url, headers={"x-api-key": API_KEY})
+            headers = {"Authorization": f"Bearer {fresh.pop()}"} if fresh else credentials
+            trigger = host.http_request(name, "GET", url, headers=headers)
             started = time.perf_counter()
             response = await host.invoke(name, *trigger)
             elapsed = time.perf_counter() - started
@@ -695,6 +725,7 @@ def main() -> None:
     p.add_argument("--invocations", type=int, default=1000)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--telemetry", choices=["off", "on"], default="off")
+    p.add_argument("--auth", choices=["key", "token", "token-each"], default="key")
     p = sub.add_parser("etl")
     p.add_argument("impl", choices=["ours", "baseline", "reference"])
     p.add_argument("--records", type=int, required=True)
@@ -717,7 +748,7 @@ def main() -> None:
     elif args.measurement == "first":
         result = first_response(args.app, args.kind)
     elif args.measurement == "http":
-        result = http(args.app, args.vault, args.invocations, args.warmup, args.telemetry == "on")
+        result = http(args.app, args.vault, args.invocations, args.warmup, args.telemetry == "on", args.auth)
     elif args.measurement == "etl":
         result = etl(args.impl, args.records, args.trace_memory)
     elif args.measurement == "raw-upsert":

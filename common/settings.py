@@ -182,8 +182,19 @@ def secret_settings(read: SettingsReader) -> SecretSettings:
 
 
 def local_secret(setting: str, values: Values | None = None) -> str | None:
-    """A secret kept in an app setting (local development only, when KEY_VAULT_URL is empty)."""
-    return SettingsReader(values).restricted(_LOCAL_SECRETS, "local_secret").raw(setting)
+    """A secret kept in an app setting, when KEY_VAULT_URL is empty: locally, or in Azure as an App
+    Service Key Vault reference, which the platform resolves with the app's identity.
+
+    A reference the platform could not resolve stays in the setting as its literal text; it is
+    refused (a :class:`ConfigurationError` naming the setting), never taken as the secret.
+    https://learn.microsoft.com/azure/app-service/app-service-key-vault-references
+    """
+    value = SettingsReader(values).restricted(_LOCAL_SECRETS, "local_secret").raw(setting)
+    if value is not None and value.startswith("@Microsoft.KeyVault("):
+        raise ConfigurationError(setting, "is a Key Vault reference the platform could not resolve: check the "
+                                 "reference, the vault's network rules and the app identity's 'Key Vault Secrets "
+                                 "User' role (the portal's Environment variables blade shows the reason).")
+    return value
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,13 @@ class SigningKeys:
         self._attempted_at = float("-inf")
         self._failed = False
         self._inflight: asyncio.Task[None] | None = None
+        #: Tokens already validated against these keys (identity.tokens.ValidatedTokens).
+        self.validated: Any = None
+
+    def publishes(self, kid: str) -> bool:
+        """Whether ``kid`` is among the keys held now (no fetch): a cached validation stands only
+        while the key that signed the token is still published."""
+        return self._keys is not None and kid in self._keys
 
     async def key_for(self, kid: str) -> Any:
         """The key named ``kid``; :class:`Unauthenticated` when the issuer does not publish it,

@@ -16,8 +16,11 @@ present and not past, ``nbf`` not ahead, ``iat`` not in the future, each within
 
 from __future__ import annotations
 
+import hashlib
+import math
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -59,15 +62,65 @@ def bearer_token(authorization: str | None) -> str:
     return token
 
 
+class ValidatedTokens:
+    """Tokens that passed every check, by digest, until they expire.
+
+    A client sends the same token with each request until it nears expiry (an hour for Entra ID),
+    and the RS256 verification is most of a warm request's cost (docs/benchmarks.md). An entry is
+    used only for the same settings, before ``exp`` (with the clock skew), and while the key that
+    signed it is still published: a key removed from the JWKS in an emergency rollover stops its
+    tokens at the next refresh. At most :data:`MAX_ENTRIES`, oldest out first.
+    """
+
+    MAX_ENTRIES = 4096
+
+    def __init__(self) -> None:
+        self._entries: OrderedDict[tuple[AuthSettings, bytes], tuple[Principal, float, str]] = OrderedDict()
+
+    @staticmethod
+    def key(cfg: AuthSettings, token: str) -> tuple[AuthSettings, bytes]:
+        return cfg, hashlib.sha256(token.encode("ascii")).digest()
+
+    def get(self, key: tuple[AuthSettings, bytes], now: float, keys: SigningKeys) -> Principal | None:
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        principal, expires, kid = entry
+        if now >= expires or not keys.publishes(kid):
+            del self._entries[key]
+            return None
+        return principal
+
+    def put(self, key: tuple[AuthSettings, bytes], principal: Principal, expires: float, kid: str) -> None:
+        self._entries[key] = (principal, expires, kid)
+        while len(self._entries) > self.MAX_ENTRIES:
+            self._entries.popitem(last=False)
+
+
 def _number(claims: dict[str, Any], name: str) -> float | None:
+    """A NumericDate claim as a finite number (JSON's NaN or 1e400 would make every comparison pass)."""
     value = claims.get(name)
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer past a double's range
+        return None
+    return number if math.isfinite(number) else None
 
 
 async def validate_token(token: str, *, cfg: AuthSettings, keys: SigningKeys,
                          now: Callable[[], float] = time.time) -> Principal:
     """The principal of a valid token; :class:`Unauthenticated` naming the rule a token breaks,
     :class:`~identity.errors.SigningKeysUnavailable` when the keys cannot be read."""
+    if keys.validated is None:
+        keys.validated = ValidatedTokens()
+    cache: ValidatedTokens = keys.validated
+    cache_key = cache.key(cfg, token)
+    known = cache.get(cache_key, now(), keys)
+    if known is not None:
+        return known
+
     import jwt
 
     try:
@@ -83,11 +136,8 @@ async def validate_token(token: str, *, cfg: AuthSettings, keys: SigningKeys,
     try:
         claims: dict[str, Any] = jwt.decode(
             token, key=key, algorithms=["RS256"], audience=list(cfg.audiences), issuer=list(cfg.issuers),
-            leeway=CLOCK_SKEW_SECONDS, options={"require": ["exp", "iss", "aud"]})
-    except jwt.ExpiredSignatureError:
-        raise Unauthenticated("The bearer token has expired.") from None
-    except jwt.ImmatureSignatureError:
-        raise Unauthenticated("The bearer token is not valid yet.") from None
+            # The times are checked below, against the caller's clock (the same one the cache uses).
+            options={"require": ["exp", "iss", "aud"], "verify_exp": False, "verify_nbf": False, "verify_iat": False})
     except jwt.InvalidAudienceError:
         raise Unauthenticated("The bearer token is for another audience.") from None
     except jwt.InvalidIssuerError:
@@ -98,10 +148,21 @@ async def validate_token(token: str, *, cfg: AuthSettings, keys: SigningKeys,
         raise Unauthenticated(f"The bearer token has no '{exc.claim}' claim.") from None
     except jwt.PyJWTError:
         raise Unauthenticated("The bearer token is not valid.") from None
-    issued = _number(claims, "iat")
-    if issued is not None and issued > now() + CLOCK_SKEW_SECONDS:
+    moment = now()
+    times = {name: _number(claims, name) for name in ("exp", "nbf", "iat")}
+    for name, value in times.items():
+        if value is None and name in claims:
+            raise Unauthenticated(f"The bearer token's '{name}' is not a number.")
+    expires = times["exp"]
+    if expires is None or moment >= expires + CLOCK_SKEW_SECONDS:
+        raise Unauthenticated("The bearer token has expired.")
+    if times["nbf"] is not None and times["nbf"] > moment + CLOCK_SKEW_SECONDS:
+        raise Unauthenticated("The bearer token is not valid yet.")
+    if times["iat"] is not None and times["iat"] > moment + CLOCK_SKEW_SECONDS:
         raise Unauthenticated("The bearer token was issued in the future.")
     tenant = claims.get("tid")
     if cfg.allowed_tenants is not None and (not isinstance(tenant, str) or tenant.lower() not in cfg.allowed_tenants):
         raise Unauthenticated("The bearer token is from a tenant that is not allowed.")
-    return from_claims(claims)
+    principal = from_claims(claims)
+    cache.put(cache_key, principal, expires + CLOCK_SKEW_SECONDS, kid)
+    return principal

@@ -618,6 +618,9 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
     // https://learn.microsoft.com/azure/azure-functions/functions-app-settings#flex-consumption-plan-deprecations
     // checkov:skip=CKV_AZURE_17: callers authenticate with Microsoft Entra ID bearer tokens (identity/), the function key and the x-api-key header, not client certificates.
     serverFarmId: plan.id
+    // A Key Vault reference in an app setting (the API key's documented option, docs/identity.md)
+    // is resolved with the app's user-assigned identity; the platform's default is a system-assigned one.
+    keyVaultReferenceIdentity: identity.id
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
     siteConfig: {

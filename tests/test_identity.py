@@ -175,6 +175,8 @@ BAD_TOKENS = {
     "issued in the future": (lambda i: i.sign({**i.claims(roles=["Events.Publish"]), "iat": int(time.time()) + 86400}),
                              "not valid yet|future"),
     "no exp": (lambda i: i.sign({k: v for k, v in i.claims(roles=["Events.Publish"]).items() if k != "exp"}), "'exp'"),
+    "exp not a number": (lambda i: i.sign({**i.claims(roles=["Events.Publish"]), "exp": "tomorrow"}), "not a number"),
+    "exp infinite": (lambda i: i.sign({**i.claims(roles=["Events.Publish"]), "exp": 10**400}), "not a number"),
     "no kid": (lambda i: jwt.encode(i.claims(roles=["Events.Publish"]), i.key, algorithm="RS256"), "kid"),
     "unknown kid": (lambda i: i.sign(i.claims(roles=["Events.Publish"]), headers={"kid": "forged-kid"}),
                     "does not publish"),
@@ -424,3 +426,62 @@ def test_the_issuer_key_file_is_private(tmp_path: Path) -> None:
     load_or_create_key(path)
     assert path.stat().st_mode & 0o777 == 0o600
     assert load_or_create_key(path).private_numbers() is not None  # read back, not regenerated
+
+
+# ---------------------------------------------------------------------- validated tokens
+
+def auth_cfg(local: LocalIssuer, **extra: str) -> settings.AuthSettings:
+    return settings.auth_settings({"AUTH_MODE": "entra", "AUTH_TENANT_ID": local.tenant, "AUTH_AUDIENCE": DEFAULT_AUDIENCE,
+                                   "AUTH_ISSUER": local.issuer, "AUTH_JWKS_URL": local.jwks_url, **extra})
+
+
+async def test_a_cached_validation_ends_when_the_token_expires(local_issuer: LocalIssuer) -> None:
+    from identity import validate_token
+
+    jwks = FakeJwks(json.dumps(local_issuer.jwks()).encode())
+    keys = SigningKeys(["u"], jwks)
+    token = local_issuer.mint(lifetime=600)
+    cfg = auth_cfg(local_issuer)
+    now = time.time()
+    assert (await validate_token(token, cfg=cfg, keys=keys, now=lambda: now)).object_id
+    assert await validate_token(token, cfg=cfg, keys=keys, now=lambda: now + 300)  # from the cache
+    with pytest.raises(Unauthenticated, match="expired"):
+        await validate_token(token, cfg=cfg, keys=keys, now=lambda: now + 600 + 121)
+
+
+async def test_a_cached_validation_ends_when_its_key_is_no_longer_published(local_issuer: LocalIssuer) -> None:
+    from identity import validate_token
+
+    clock = Clock()
+    jwks = FakeJwks(json.dumps(local_issuer.jwks()).encode())
+    keys = SigningKeys(["u"], jwks, clock=clock, max_age=60)
+    token, cfg = local_issuer.mint(), auth_cfg(local_issuer)
+    await validate_token(token, cfg=cfg, keys=keys)
+    other = LocalIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), local_issuer.base_url)
+    jwks.body = json.dumps(other.jwks()).encode()  # an emergency rollover: the old key is gone
+    clock.now += 61
+    await keys.key_for(other.kid)  # the next refresh
+    with pytest.raises(Unauthenticated, match="does not publish"):
+        await validate_token(token, cfg=cfg, keys=keys)
+
+
+async def test_a_cached_validation_is_not_reused_under_other_settings(local_issuer: LocalIssuer) -> None:
+    from identity import validate_token
+
+    keys = SigningKeys(["u"], FakeJwks(json.dumps(local_issuer.jwks()).encode()))
+    token = local_issuer.mint()
+    await validate_token(token, cfg=auth_cfg(local_issuer), keys=keys)
+    with pytest.raises(Unauthenticated, match="tenant"):
+        await validate_token(token, cfg=auth_cfg(local_issuer, AUTH_ALLOWED_TENANTS=OTHER_TENANT), keys=keys)
+
+
+def test_the_validated_tokens_are_bounded() -> None:
+    from identity.principal import Principal
+    from identity.tokens import ValidatedTokens
+
+    cache = ValidatedTokens()
+    cfg = settings.auth_settings({"AUTH_MODE": "apikey"})
+    for number in range(ValidatedTokens.MAX_ENTRIES + 50):
+        cache.put(cache.key(cfg, f"t{number}"), Principal(method="entra"), 1e12, "k")
+    assert len(cache._entries) == ValidatedTokens.MAX_ENTRIES
+    assert cache.key(cfg, "t0") not in cache._entries and cache.key(cfg, "t4145") in cache._entries

@@ -25,6 +25,31 @@ async def test_local_mode_reads_the_app_setting(monkeypatch: pytest.MonkeyPatch)
     assert vault.calls == 0
 
 
+async def test_an_unresolved_key_vault_reference_is_refused_not_taken_as_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A Key Vault reference the platform could not resolve stays as its literal text in the setting."""
+    from common.settings import ConfigurationError
+
+    set_env(monkeypatch, API_KEY="@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/greeting-api-key/)")
+    with pytest.raises(ConfigurationError, match="API_KEY.*Key Vault reference"):
+        await SecretStore(FakeSecretClient({}).fetch).get("greeting-api-key", local_setting="API_KEY")
+
+
+async def test_an_unresolved_reference_makes_http_greeting_a_500_not_an_open_door(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    import azure.functions as func
+
+    import HttpGreeting
+    from tests.conftest import FakeContext
+
+    reference = "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/greeting-api-key/)"
+    set_env(monkeypatch, API_KEY=reference)
+    req = func.HttpRequest("GET", "http://x/api/HttpGreeting", headers={"x-api-key": reference}, params={"name": "A"},
+                           body=b"")
+    response = await HttpGreeting.main(req, FakeContext(function_name="HttpGreeting"))
+    assert (response.status_code, json.loads(response.get_body())) == (500, {"error": "Internal server error"})
+
+
 async def test_values_are_cached_for_the_ttl(vault_mode: None) -> None:
     clock = FakeClock(start=1000.0)
     vault = FakeSecretClient({"k": "v1"})

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from identity.access import Requirement
-from tests.infra.bicep_model import BicepFile, Resource, app_settings, text_of
+from tests.infra.bicep_model import BicepFile, Resource, accessor, app_settings, text_of
 from tests.infra.tools import REPO, run_tool
 
 #: The roles the code checks (PublishEvent's Events.Publish; the orders API's three).
@@ -93,3 +93,10 @@ def test_easy_auth_is_only_deployed_when_asked_and_refuses_anonymous_callers(res
     assert "/v2.0" in text_of(provider["registration"]["openIdIssuer"])
     assert "api://" in text_of(provider["validation"]["allowedAudiences"])
     assert config.get("properties", "login", "tokenStore", "enabled") is False  # no tokens kept by the platform
+
+
+def test_key_vault_references_resolve_with_the_apps_identity(resources: BicepFile) -> None:
+    """The API key's option as a Key Vault reference (API_KEY=@Microsoft.KeyVault(...)) needs it:
+    the app has only a user-assigned identity, and references default to a system-assigned one."""
+    site = resources.resource("functionApp")
+    assert site.get("properties", "keyVaultReferenceIdentity") == accessor("identity", "id")

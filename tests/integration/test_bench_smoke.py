@@ -40,6 +40,16 @@ def test_smoke_run_measures_every_figure(tmp_path: Path) -> None:
                  "CleanupTimer share of a 1000 RU/s budget"]:
         assert figures[name]["ours"] > 0 and figures[name]["target"], name
     assert figures["two BlobEtl runs sharing 1000 RU/s"]["met"] is True
+    # Callers: a bearer token's cold and warm costs, and the key from an app setting against the vault.
+    for name in ("cold start to first response: HttpGreeting, a bearer token",
+                 "cold start to first response: PublishEvent, a bearer token (body refused after it: 400)"):
+        assert figures[name]["ours"] > 0, name
+    versus = figures["warm HTTP requests per second, bearer token vs API key"]
+    assert versus["ours"] > 0 and versus["baseline"] > 0 and versus["target"] and versus["met"] in (True, False)
+    each = figures["warm HTTP requests per second, a new token on each request vs API key"]
+    assert each["ours"] > 0 and each["baseline"] > 0
+    setting = figures["cold start to first response: HttpGreeting, key from an app setting vs from Key Vault"]
+    assert setting["ours"] > 0 and setting["baseline"] > 0
     assert results["coldstart"]["median_modules"]["baseline"] > results["coldstart"]["median_modules"]["ours"]
     cpu = results["client_cpu"]["summary"]
     assert set(cpu) == {"ours", "ours_env_lookups", "reference", "baseline"}

@@ -70,6 +70,19 @@ def _node_tool(name: str) -> Path:
     return tool
 
 
+def stop_with_parent() -> None:
+    """In the child, before it runs: SIGTERM when the process that started it dies, however it dies
+    (kill -9 included), so no emulator outlives its ``make start`` and holds the ports (Linux
+    prctl PR_SET_PDEATHSIG; elsewhere nothing is asked)."""
+    if sys.platform != "linux":
+        return
+    import ctypes
+
+    pr_set_pdeathsig = 1
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
+
+
 def stop_process_groups(processes: list[subprocess.Popen[bytes]], *, grace_seconds: float) -> None:
     """SIGTERM to each process's group, then SIGKILL to a group still running after ``grace_seconds``."""
     for process in processes:
@@ -130,7 +143,8 @@ class Emulators:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = open(self.data_dir / log_name, "ab")  # noqa: SIM115 - owned by the process for its lifetime
         process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   cwd=PROJECT_ROOT, start_new_session=True, env={**os.environ, **(env or {})})
+                                   cwd=PROJECT_ROOT, start_new_session=True, env={**os.environ, **(env or {})},
+                                   preexec_fn=stop_with_parent)
         log.close()
         self.processes.append(process)
         return process

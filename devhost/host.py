@@ -101,14 +101,35 @@ def load_local_settings(path: Path) -> dict[str, str]:
 
 
 def resolve(value: str) -> str:
-    """Replace ``%SETTING%`` expressions in a binding value, as the host does."""
+    """Replace ``%SETTING%`` expressions in a binding value, as the host does; a setting that is
+    missing or empty is a :class:`DevHostError` naming it."""
     def lookup(match: re.Match[str]) -> str:
         name = match.group(1)
-        if name not in os.environ:
-            raise DevHostError(f"binding expression %{name}% names an app setting that is not set")
+        if not os.environ.get(name, "").strip():
+            state = "is not set" if name not in os.environ else "is empty"
+            raise DevHostError(f"binding expression %{name}% names an app setting that {state}")
         return os.environ[name]
 
     return _SETTING.sub(lookup, value)
+
+
+#: How long a stopping host lets running invocations finish.
+SHUTDOWN_GRACE_SECONDS = 20.0
+
+
+def unresolved_bindings(spec: FunctionSpec) -> list[str]:
+    """What keeps a function from running: every binding value whose ``%SETTING%`` is missing or
+    empty, as "'<setting>' (<binding type> <property>) is not set" (or "is empty")."""
+    problems = []
+    for binding in spec.bindings:
+        for key, value in binding.raw.items():
+            if not isinstance(value, str):
+                continue
+            for name in _SETTING.findall(value):
+                if not os.environ.get(name, "").strip():
+                    state = "is not set" if name not in os.environ else "is empty"
+                    problems.append(f"'{name}' ({binding.type} {key}) {state}")
+    return problems
 
 
 @dataclass
@@ -118,6 +139,56 @@ class Invocation:
     ok: bool
     duration_ms: float
     error: str | None = None
+
+
+def http_status_of(response: Any) -> int | None:
+    """The status an HTTP function answered with, or None for another trigger."""
+    value = getattr(getattr(response, "return_value", None), "http", None)
+    status = getattr(value, "status_code", None) if value is not None else None
+    try:
+        return int(status) if status else None
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class HttpRoute:
+    """One HTTP function's route, matched as the Functions host does: case-insensitively, each
+    ``{name}`` segment matching one segment and ``{name?}`` none or one."""
+
+    template: str
+    methods: frozenset[str]
+    handler: Callable[[Any, dict[str, str]], Awaitable[Any]]
+
+    def params(self, path: str) -> dict[str, str] | None:
+        """The route parameters when ``path`` (below /api/) matches, else None."""
+        wanted = [part for part in self.template.split("/") if part]
+        given = [part for part in path.strip("/").split("/") if part]
+        found: dict[str, str] = {}
+        for index, part in enumerate(wanted):
+            optional = part.startswith("{") and part.endswith("?}")
+            if index >= len(given):
+                if optional:
+                    continue
+                return None
+            if part.startswith("{") and part.endswith("}"):
+                found[part.strip("{}?").split(":")[0]] = given[index]
+            elif part.lower() != given[index].lower():
+                return None
+        return found if len(given) <= len(wanted) else None
+
+
+async def dispatch_http(routes: list[HttpRoute], request: Any) -> Any:
+    """The function whose route and method match, else 404, as Azure answers both a wrong path and a
+    wrong method (the host routes by method and path together)."""
+    from aiohttp import web
+
+    path = request.match_info.get("path", "")
+    for route in routes:
+        params = route.params(path)
+        if params is not None and request.method.upper() in route.methods:
+            return await route.handler(request, params)
+    return web.Response(status=404)
 
 
 class DevHost:
@@ -134,6 +205,8 @@ class DevHost:
         self.state_dir = (state_dir or self.app_root / ".emulators").resolve()
         self.runtime = RuntimeHost(self.app_root)
         self.tasks: list[asyncio.Task[None]] = []
+        #: Invocations of queue messages still running: a shutdown lets them finish first.
+        self._in_flight: set[asyncio.Task[None]] = set()
         self._receipts_path = self.state_dir / "devhost-blob-receipts.json"
         self._receipts: dict[str, str] = {}
 
@@ -146,19 +219,22 @@ class DevHost:
         record = Invocation(name, response.invocation_id, ok, round((time.perf_counter() - started) * 1000, 2),
                             None if ok else response.result.exception.message)
         outcome = "succeeded" if ok else f"failed: {record.error}"
+        status = http_status_of(response) if ok else None
+        if status is not None:
+            outcome += f" (HTTP {status})"
         say(f"{name} ({record.id[:8]}) {outcome} in {record.duration_ms} ms")
         return record, response
 
     # ------------------------------------------------------------------ HTTP
 
-    def _http_handler(self, spec: FunctionSpec) -> Callable[[Any], Awaitable[Any]]:
+    def _http_handler(self, spec: FunctionSpec) -> Callable[[Any, dict[str, str]], Awaitable[Any]]:
         from aiohttp import web
 
-        async def handle(request: web.Request) -> web.StreamResponse:
+        async def handle(request: web.Request, route_params: dict[str, str]) -> web.StreamResponse:
             body = await request.read()
             trigger = self.runtime.http_request(
                 spec.name, request.method, str(request.url), headers=dict(request.headers),
-                query=dict(request.query), body=body, route_params=dict(request.match_info))
+                query=dict(request.query), body=body, route_params=route_params)
             record, response = await self.invoke(spec.name, trigger)
             if not record.ok:
                 return web.json_response({"error": "Function invocation failed", "invocationId": record.id},
@@ -195,9 +271,18 @@ class DevHost:
             container, _, blob_name = text.partition("/")
             if not container or not blob_name:
                 return web.json_response({"error": "input must be the blob path 'container/name'"}, status=400)
+            from azure.core.exceptions import AzureError, ResourceNotFoundError
+
             subscription = self._subscriptions().get(name) or {}
-            properties = await self._blob_service(str(subscription.get("connection") or "AzureWebJobsStorage")) \
-                .get_blob_client(container, blob_name).get_blob_properties()
+            try:
+                properties = await self._blob_service(str(subscription.get("connection") or "AzureWebJobsStorage")) \
+                    .get_blob_client(container, blob_name).get_blob_properties()
+            except ResourceNotFoundError:
+                return web.json_response({"error": f"no blob {container}/{blob_name}: upload it first "
+                                                   "(python -m devhost.upload <file>)"}, status=404)
+            except AzureError as exc:
+                return web.json_response({"error": f"blob storage cannot be reached ({type(exc).__name__}): "
+                                                   "are the emulators running?"}, status=503)
             trigger = self.runtime.event_grid(name, blob_created_event(
                 container, blob_name, etag=properties.etag, content_length=properties.size))
         elif kind == "queuetrigger":
@@ -365,6 +450,8 @@ class DevHost:
                 task = asyncio.create_task(self._handle_queue_message(spec, queue, poison, message, options))
                 in_flight.add(task)
                 task.add_done_callback(in_flight.discard)
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
             if messages:
                 idle = 0.1
             else:
@@ -468,8 +555,15 @@ class DevHost:
         app.router.add_post("/admin/functions/{name}", self._admin_invoke)
         app.router.add_post("/runtime/webhooks/eventgrid", self._event_grid_webhook)
         subscriptions = self._subscriptions()
+        http_routes: list[HttpRoute] = []
+        app.router.add_route("*", "/api/{path:.*}", lambda request: dispatch_http(http_routes, request))
         for spec in self.runtime.functions.values():
             kind = spec.trigger.type.lower()
+            problems = unresolved_bindings(spec)
+            if problems:
+                say(f"{spec.name}: not started: {'; '.join(problems)}. Set it in local.settings.json "
+                    "(local.settings.example.json has every setting)")
+                continue
             if kind == "queuetrigger":
                 if self.role != "front":
                     self.tasks.append(asyncio.create_task(self._poll_queue(spec), name=spec.name))
@@ -479,8 +573,7 @@ class DevHost:
             if kind == "httptrigger":
                 route = str(spec.trigger.raw.get("route") or spec.name).strip("/")
                 methods = [m.upper() for m in spec.trigger.raw.get("methods") or ["GET", "POST", "PUT", "DELETE", "PATCH"]]
-                for method in methods:
-                    app.router.add_route(method, f"/api/{route}", self._http_handler(spec))
+                http_routes.append(HttpRoute(route, frozenset(methods), self._http_handler(spec)))
                 say(f"{spec.name}: [{','.join(methods)}] http://localhost:{self.port}/api/{route}")
             elif kind == "timertrigger":
                 self.tasks.append(asyncio.create_task(self._run_timer(spec), name=spec.name))
@@ -517,18 +610,41 @@ class DevHost:
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, self.bind, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self._shutdown(runner)
+            raise DevHostError(f"port {self.port} on {self.bind} is in use ({exc.strerror}): another 'make start' or "
+                               f"'func start' is running, or pass another port (make start ARGS=\"--port 7072\")") from None
         say(f"listening on http://localhost:{self.port} (Ctrl-C stops)")
         try:
             await stop.wait()
         finally:
             await self._shutdown(runner)
 
+    async def drain(self, grace_seconds: float = SHUTDOWN_GRACE_SECONDS) -> int:
+        """Let running invocations finish (as the host does on shutdown), for ``grace_seconds``;
+        cancel what is still running then (its message returns to the queue). The number cancelled."""
+        running = set(self._in_flight)
+        if not running:
+            return 0
+        say(f"stopping: waiting up to {grace_seconds:g} s for {len(running)} running invocations")
+        _, pending = await asyncio.wait(running, timeout=grace_seconds)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        if pending:
+            say(f"stopping: {len(pending)} invocations did not finish in {grace_seconds:g} s and were stopped; "
+                "their messages return to the queue and run again")
+        return len(pending)
+
     async def _shutdown(self, runner: Any) -> None:
         say("stopping")
         for task in self.tasks:
             task.cancel()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+        # The clients close after the invocations that use them (not under them: "Session is closed").
+        await self.drain()
         if runner is not None:
             await runner.cleanup()
         from common import clients

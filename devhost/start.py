@@ -33,7 +33,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from devhost.emulators import EmulatorError, Emulators, provision, stop_process_groups
+from devhost.emulators import EmulatorError, Emulators, provision, stop_process_groups, stop_with_parent
 from devhost.host import DevHost, DevHostError, load_local_settings, say
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -120,8 +120,8 @@ def queue_worker_command(settings: Path) -> list[str]:
 @contextlib.contextmanager
 def _queue_workers(count: int, settings: Path) -> Iterator[None]:
     """``count`` processes that each run the Storage queue triggers (stopped on the way out)."""
-    processes = [subprocess.Popen(queue_worker_command(settings), cwd=PROJECT_ROOT, start_new_session=True)
-                 for _ in range(count)]
+    processes = [subprocess.Popen(queue_worker_command(settings), cwd=PROJECT_ROOT, start_new_session=True,
+                                  preexec_fn=stop_with_parent) for _ in range(count)]
     if processes:
         say(f"started {count} queue worker processes: {', '.join(str(p.pid) for p in processes)}")
     try:
@@ -160,8 +160,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     configure_logging()
 
-    # SIGTERM ends the run like Ctrl-C, so the emulators are stopped either way.
+    # SIGTERM and SIGHUP (the terminal closed) end the run like Ctrl-C, so the emulators are
+    # stopped either way; a SIGKILL cannot be caught: the emulators then stop with their parent
+    # (devhost.emulators asks the kernel for it).
     signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     try:
         added = ensure_local_settings(args.settings)
         if added:

@@ -185,9 +185,31 @@ async def publish_summary(blob_service: BlobServiceClient, summary_container: st
 
 
 
+def run_seconds(summary: EtlSummary) -> float | None:
+    """The whole run's duration, from the summary's own times (a fan-out spans many invocations)."""
+    from datetime import datetime
+
+    if summary.finished_at is None:
+        return None
+    try:
+        started = datetime.fromisoformat(summary.started_at)
+        finished = datetime.fromisoformat(summary.finished_at)
+    except ValueError:
+        return None
+    return max(0.0, (finished - started).total_seconds())
+
+
 def report_completed(log: InvocationLog, summary: EtlSummary, summary_path: str | None, elapsed: float,
                      **fields: Any) -> None:
-    """The metrics and the one log line of a finished blob (inline, or a fan-out's last segment)."""
+    """The metrics and the one log line of a finished blob (inline, or a fan-out's last segment).
+
+    ``elapsed`` is this invocation's time; a fan-out's rate and duration are the whole run's,
+    from its first message to its summary, not its last segment's."""
+    if summary.mode == "fan-out":
+        whole = run_seconds(summary)
+        if whole is not None:
+            fields.setdefault("finisherDurationMs", round(elapsed * 1000, 3))
+            elapsed = whole
     telemetry.count("app.etl.records", summary.written, outcome="written")
     telemetry.count("app.etl.records", summary.invalid, outcome="invalid")
     telemetry.record_duration("app.etl.duration", elapsed, status=summary.status)

@@ -610,3 +610,21 @@ async def test_a_blob_created_event_that_names_no_blob_completes_with_its_reason
         await BlobEtl.main(event, FakeContext(function_name="BlobEtl"))  # no retry can fix it: no raise
     logged = json.loads(caplog.records[-1].getMessage())
     assert (logged["event"], logged["reason"]) == ("etl.bad_event", "bad_event")
+
+
+def test_a_fan_outs_completion_reports_the_whole_runs_rate_not_its_last_segments(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Issue 27: etl.completed said recordsPerSecond 1851179.5, the last segment's duration."""
+    from etl.summary import EtlSummary, report_completed
+
+    summary = EtlSummary(source_blob="incoming/big.jsonl", started_at="2026-12-04T10:00:00.000Z",
+                         finished_at="2026-12-04T10:00:10.000Z", written=1000, total_records=1000, mode="fan-out")
+    with caplog.at_level(logging.INFO):
+        report_completed(bind_invocation(FakeContext()), summary, "summaries/big.jsonl.summary.json", elapsed=0.0005)
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert (logged["recordsPerSecond"], logged["durationMs"], logged["finisherDurationMs"]) == (100.0, 10000.0, 0.5)
+    inline = EtlSummary(source_blob="incoming/s.json", started_at="2026-12-04T10:00:00.000Z",
+                        finished_at="2026-12-04T10:00:10.000Z", written=1000, total_records=1000)
+    with caplog.at_level(logging.INFO):
+        report_completed(bind_invocation(FakeContext()), inline, "summaries/s.json.summary.json", elapsed=2.0)
+    assert json.loads(caplog.records[-1].getMessage())["recordsPerSecond"] == 500.0  # inline: its invocation's time

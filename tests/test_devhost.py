@@ -167,3 +167,80 @@ def test_the_host_says_which_hops_of_the_event_chain_run_here() -> None:
     assert "/admin/functions/QueueProcessor" in unset[1]
     topic = "https://t.westeurope-1.eventgrid.azure.net/api/events"
     assert topic in event_chain_notes({"PublishEvent": None}, {"EVENT_GRID_TOPIC_ENDPOINT": topic})[0]
+
+
+def test_http_routes_match_as_the_functions_host_does() -> None:
+    """Case-insensitive segments, {name} one segment, {name?} none or one (issue 27)."""
+    from devhost.host import HttpRoute
+
+    async def handler(request: object, params: dict[str, str]) -> None:
+        return None
+
+    greeting = HttpRoute("HttpGreeting", frozenset({"GET"}), handler)
+    assert greeting.params("httpgreeting") == {} and greeting.params("HTTPGREETING/") == {}
+    assert greeting.params("HttpGreeting/extra") is None and greeting.params("events") is None
+    orders = HttpRoute("orders/{id?}", frozenset({"GET"}), handler)
+    assert orders.params("Orders") == {} and orders.params("orders/42") == {"id": "42"}
+    assert orders.params("orders/42/events") is None
+    typed = HttpRoute("items/{id:int}/history", frozenset({"GET"}), handler)
+    assert typed.params("ITEMS/7/History") == {"id": "7"}
+
+
+async def test_a_wrong_method_is_a_404_as_in_azure() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from devhost.host import HttpRoute, dispatch_http
+
+    seen: list[dict[str, str]] = []
+
+    async def handler(request: object, params: dict[str, str]) -> str:
+        seen.append(params)
+        return "handled"
+
+    routes = [HttpRoute("events", frozenset({"POST"}), handler)]
+    request = make_mocked_request("GET", "/api/events", match_info={"path": "events"})
+    assert (await dispatch_http(routes, request)).status == 404
+    assert await dispatch_http(routes, make_mocked_request("POST", "/api/EVENTS", match_info={"path": "EVENTS"})) == "handled"
+    assert seen == [{}]
+
+
+def test_every_missing_or_empty_binding_setting_is_named_with_its_function(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 27: an empty ETL_WORK_QUEUE surfaced as "Please specify a queue name." from the SDK."""
+    from devhost.host import DevHostError, resolve, unresolved_bindings
+    from devhost.runtime_host import BindingSpec, FunctionSpec
+
+    queue = BindingSpec("msg", "queueTrigger", "in", None, {"type": "queueTrigger", "queueName": "%ETL_WORK_QUEUE%",
+                                                             "connection": "EtlStorage"})
+    timer = BindingSpec("t", "timerTrigger", "in", None, {"type": "timerTrigger", "schedule": "%CLEANUP_SCHEDULE%"})
+    spec = FunctionSpec("BlobEtlWorker", Path("."), Path("./__init__.py"), "main", (queue,))
+    monkeypatch.setenv("ETL_WORK_QUEUE", "  ")
+    assert unresolved_bindings(spec) == ["'ETL_WORK_QUEUE' (queueTrigger queueName) is empty"]
+    monkeypatch.delenv("CLEANUP_SCHEDULE", raising=False)
+    assert unresolved_bindings(FunctionSpec("CleanupTimer", Path("."), Path("./__init__.py"), "main", (timer,))) == [
+        "'CLEANUP_SCHEDULE' (timerTrigger schedule) is not set"]
+    with pytest.raises(DevHostError, match="%ETL_WORK_QUEUE% names an app setting that is empty"):
+        resolve("%ETL_WORK_QUEUE%")
+    monkeypatch.setenv("ETL_WORK_QUEUE", "etl-work")
+    assert unresolved_bindings(spec) == [] and resolve("%ETL_WORK_QUEUE%") == "etl-work"
+
+
+async def test_stopping_lets_running_invocations_finish_before_the_clients_close(tmp_path: Path) -> None:
+    """Issue 27: stopping during a fan-out logged in-flight segments as "Session is closed"."""
+    import asyncio
+
+    from devhost.host import DevHost
+    from tests.conftest import APP_ROOT
+
+    host = DevHost(APP_ROOT, port=0, state_dir=tmp_path)
+    finished: list[str] = []
+
+    async def segment(name: str, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        finished.append(name)
+
+    for name, seconds in (("quick", 0.05), ("slow", 30.0)):
+        task = asyncio.create_task(segment(name, seconds))
+        host._in_flight.add(task)
+        task.add_done_callback(host._in_flight.discard)
+    assert await host.drain(grace_seconds=0.5) == 1  # the slow one is stopped, after the grace
+    assert finished == ["quick"] and not host._in_flight

@@ -86,9 +86,19 @@ def test_ci_can_only_read_the_repository(ci: dict[str, Any]) -> None:
 # deploy.yml: OpenID Connect, azd provision and azd deploy.
 
 
-def test_deploy_runs_on_push_to_main_or_by_hand(deploy: dict[str, Any]) -> None:
-    assert deploy["on"]["push"] == {"branches": ["main"]}
+def test_deploy_runs_only_after_ci_passed_on_main_or_by_hand(deploy: dict[str, Any]) -> None:
+    """Issue 27: a push to main used to deploy without waiting for CI."""
+    assert "push" not in deploy["on"]
+    assert deploy["on"]["workflow_run"] == {"workflows": ["CI"], "types": ["completed"], "branches": ["main"]}
     assert "workflow_dispatch" in deploy["on"]
+    [job] = deploy["jobs"].values()
+    assert job["if"] == "github.event_name == 'workflow_dispatch' || github.event.workflow_run.conclusion == 'success'"
+    checkout = step_using(deploy, "actions/checkout")
+    assert checkout["with"]["ref"] == "${{ github.event.workflow_run.head_sha || github.sha }}"  # the commit CI tested
+
+
+def test_the_workflow_deploy_waits_for_is_the_ci_workflow(ci: dict[str, Any]) -> None:
+    assert ci["name"] == "CI"
 
 
 def test_deploy_signs_in_with_openid_connect_and_stores_no_secret(deploy: dict[str, Any]) -> None:

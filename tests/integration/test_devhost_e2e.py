@@ -77,12 +77,12 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
     asyncio.run(provision(azurite=emulators.azurite_connection_string, cosmos=emulators.cosmos_connection_string,
                           database="e2e", containers={"records": "/id"}, blob_containers=["incoming", "summaries"]))
     example = json.loads((APP_ROOT / "local.settings.example.json").read_text())
+    # No Service Bus here: as the example has it, QueueProcessor stores its results and forwards nothing.
+    assert example["Values"]["OUTPUT_QUEUE_NAME"] == ""
     example["Values"].update(EtlStorage=emulators.azurite_connection_string,
                              AzureWebJobsStorage=emulators.azurite_connection_string,
                              CosmosConnection=emulators.cosmos_connection_string,
                              COSMOS_DATABASE="e2e", COSMOS_CONTAINER="records", API_KEY=API_KEY,
-                             # No Service Bus here: QueueProcessor stores its results and forwards nothing.
-                             OUTPUT_QUEUE_NAME="",
                              # Blobs above 4 KB fan out to BlobEtlWorker, in two worker processes.
                              ETL_INLINE_MAX_BYTES="4096", ETL_SEGMENT_RECORDS="500")
     # The local token issuer, as make start runs it, on a free port.
@@ -135,7 +135,14 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
                                headers={"x-api-key": API_KEY, "Content-Type": "application/json"})
         assert (status, body) == (200, {"message": "Hello, Grace"})
         assert request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": "wrong"})[0] == 401
-        assert request(f"{base}/api/HttpGreeting", method="DELETE")[0] == 405
+        # As Azure routes: a method the function does not take is a 404, and routes ignore case.
+        assert request(f"{base}/api/HttpGreeting", method="DELETE")[0] == 404
+        assert request(f"{base}/api/httpgreeting?name=Ada", headers={"x-api-key": API_KEY})[0] == 200
+        assert request(f"{base}/api/nothing-here")[0] == 404
+        # An admin run of BlobEtl for a blob that does not exist says so.
+        status, body = request(f"{base}/admin/functions/BlobEtl", method="POST",
+                               body=json.dumps({"input": "incoming/never-uploaded.json"}).encode())
+        assert status == 404 and "no blob incoming/never-uploaded.json" in body["error"]
 
         while not request_ok(f"http://127.0.0.1:{issuer_port}/{tenant}/discovery/v2.0/keys"):
             assert issuer.poll() is None and time.monotonic() < deadline + 30, "the local issuer did not start"
@@ -204,7 +211,7 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
         assert status == 202
         # devhost.upload --notify, as with `func start`: upload, post the event, print the summary.
         notified = subprocess.run(
-            [sys.executable, "-m", "devhost.upload", "--settings", str(settings_file), "--notify", base,
+            [sys.executable, "-m", "devhost.upload", "--settings", str(settings_file), "--notify", "--host", base,
              str(APP_ROOT / "samples" / "readings.json")], cwd=APP_ROOT, env=env, capture_output=True, text=True,
             timeout=60)
         assert notified.returncode == 0, notified.stdout + notified.stderr
@@ -228,5 +235,31 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
     assert "no Event Grid emulator" in text and "EVENT_GRID_TOPIC_ENDPOINT" in text
     assert "started 2 queue worker processes" in text
     assert "stopped" in text.splitlines()[-1]
+    assert "HttpGreeting" in text and "succeeded (HTTP 401)" in text  # the reply's status, in the host's log
     assert API_KEY not in text
     assert minted and not any(value in text or value.split(".")[1] in text for value in minted)
+
+
+def test_a_port_in_use_is_one_sentence_not_a_traceback(emulators: Emulators, tmp_path: Path) -> None:
+    """Issue 27: with 7071 taken, make start printed a raw OSError traceback and an "Unclosed client"."""
+    import socket
+
+    example = json.loads((APP_ROOT / "local.settings.example.json").read_text())
+    example["Values"].update(EtlStorage=emulators.azurite_connection_string,
+                             AzureWebJobsStorage=emulators.azurite_connection_string,
+                             CosmosConnection=emulators.cosmos_connection_string, COSMOS_DATABASE="e2e-port")
+    settings_file = tmp_path / "local.settings.json"
+    settings_file.write_text(json.dumps(example))
+    env = {k: v for k, v in os.environ.items() if k not in example["Values"]}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "-m", "devhost.start", "--no-emulators", "--devhost", "--settings", str(settings_file),
+             "--port", str(port), "--state-dir", str(tmp_path / "state")], cwd=APP_ROOT, env=env,
+            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert f"make start: port {port} on 127.0.0.1 is in use" in result.stderr
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output and "Unclosed" not in output, output

@@ -1,0 +1,48 @@
+"""devhost.upload against Azurite: it waits for its own version's summary, whatever else is written."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from devhost import upload
+from devhost.emulators import Emulators
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
+
+
+async def test_upload_returns_the_summary_of_its_own_version_not_the_next_one_written(
+        emulators: Emulators, tmp_path: Path) -> None:
+    from azure.storage.blob import ContentSettings
+    from azure.storage.blob.aio import BlobServiceClient
+
+    sample = tmp_path / "own-version.json"
+    sample.write_text("[]")
+    values = {"EtlStorage": emulators.azurite_connection_string}
+    waiting = asyncio.create_task(upload.upload_and_wait(sample, values, timeout=30))
+    async with BlobServiceClient.from_connection_string(emulators.azurite_connection_string) as service:
+        incoming = service.get_blob_client("incoming", sample.name)
+        while True:  # the upload has happened once the blob exists
+            await asyncio.sleep(0.1)
+            if await incoming.exists():
+                break
+        etag = (await incoming.get_blob_properties()).etag
+        summary = service.get_blob_client("summaries", f"{sample.name}.summary.json")
+        settings = ContentSettings(content_type="application/json")
+        await summary.upload_blob(json.dumps({"status": "of another version"}), overwrite=True,
+                                  metadata={"sourceetag": "0x8DEADBEEF"}, content_settings=settings)
+        await asyncio.sleep(1.5)
+        assert not waiting.done(), "it took another version's summary"
+        await summary.upload_blob(json.dumps({"status": "succeeded", "written": 0}), overwrite=True,
+                                  metadata={"sourceetag": etag.strip('"')}, content_settings=settings)
+        assert (await asyncio.wait_for(waiting, 10))["status"] == "succeeded"
+
+
+async def test_no_summary_in_time_says_how_far_the_run_got(emulators: Emulators, tmp_path: Path) -> None:
+    sample = tmp_path / "nobody-runs.json"
+    sample.write_text("[]")
+    with pytest.raises(upload.UploadError, match="no summary of this version after 1 s.*--timeout"):
+        await upload.upload_and_wait(sample, {"EtlStorage": emulators.azurite_connection_string}, timeout=1)

@@ -16,7 +16,7 @@ from common.http_api import CallerCheck, Reply, Responder, admit, body_error
 from common.logs import InvocationLog
 from identity import Requirement, RouteAccess
 
-__all__ = ["MAX_BODY_BYTES", "MAX_NAME_LENGTH", "BadRequest", "GreetingRequest", "extract_name", "respond",
+__all__ = ["MAX_BODY_BYTES", "MAX_NAME_LENGTH", "BadRequest", "BodyTooLarge", "GreetingRequest", "extract_name", "respond",
            "validate_name"]
 
 #: Any authenticated caller: the API key (the documents' Key Vault pattern) or a bearer token.
@@ -45,6 +45,15 @@ class BadRequest(InvalidInput):
         super().__init__(detail, reason="bad_request")
 
 
+class BodyTooLarge(InvalidInput):
+    """A body over :data:`MAX_BODY_BYTES`: 413, as PublishEvent answers for its own bound."""
+
+    status = 413
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, reason="too_large")
+
+
 def validate_name(value: object) -> str:
     if not isinstance(value, str):
         raise BadRequest("'name' must be a string.")
@@ -67,7 +76,7 @@ def extract_name(params: Mapping[str, str], body: bytes) -> str:
     if not body or not body.strip():
         raise BadRequest("Missing 'name': pass it in the query string (?name=...) or as a JSON body {\"name\": \"...\"}.")
     if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"Request body must be at most {MAX_BODY_BYTES} bytes.")
+        raise BodyTooLarge(f"Request body must be at most {MAX_BODY_BYTES} bytes.")
     try:
         payload = strict_json.loads(body)
     except strict_json.JsonInputError as exc:

@@ -647,6 +647,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\n{mode_name} run on {results['machine']['cpus']} CPUs, Python {results['machine']['python']}, "
           f"{results['date']}, {results['seconds']:.0f} s")
     args.out.write_text(json.dumps(results, indent=2, default=str) + "\n")
+    from bench.chart import write_chart
+
+    print(f"chart: {write_chart(json.loads(args.out.read_text()), args.out.with_suffix('.svg'))}")
     return 0
 
 

@@ -52,3 +52,28 @@ def test_missing_local_settings_say_what_to_do(tmp_path: Path, capsys: pytest.Ca
 def test_a_timeout_must_be_positive(tmp_path: Path) -> None:
     with pytest.raises(SystemExit):
         upload.main([str(tmp_path / "r.json"), "--timeout", "0"])
+
+
+def test_the_sample_generator_writes_what_it_says(tmp_path: Path) -> None:
+    from devhost import sample
+
+    out = tmp_path / "s.jsonl"
+    counts = sample.write_sample(out, 5000, sample.parse_share("0.2%"))
+    lines = out.read_text().splitlines()
+    assert len(lines) == 5000 and counts["invalid"] == 10 and counts["valid"] == 4990
+    unreadable = sum(1 for line in lines if line == "{not json")
+    no_source = sum(1 for line in lines if line != "{not json" and "source" not in json.loads(line))
+    assert unreadable + no_source == 10 and unreadable and no_source
+    assert sample.parse_share("0.002") == sample.parse_share("0.2%")
+    with pytest.raises(Exception, match="between"):
+        sample.parse_share("150%")
+
+
+def test_peek_without_emulators_is_one_sentence(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from devhost import peek
+
+    port = closed_port()
+    settings = settings_file(tmp_path, EtlStorage=azurite_connection_string(port, port))
+    assert peek.main(["blobs", "--settings", str(settings)]) == 1
+    err = capsys.readouterr().err
+    assert "cannot read the local blobs" in err and "make start" in err and "Traceback" not in err

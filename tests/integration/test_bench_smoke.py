@@ -56,6 +56,11 @@ def test_smoke_run_measures_every_figure(tmp_path: Path) -> None:
     assert all(entry["server_ms_per_request"] > 0 for entry in cpu.values())
     assert results["ru_budget"]["etl"]["server_charged"] >= 150 * 5
     assert "| figure" in result.stdout and "ours/naive" in result.stdout
+    chart = out.with_suffix(".svg").read_text()  # the picture beside the table
+    assert chart.startswith("<svg") and chart.count("<rect") > 10
+    for title in ("Pipeline records/s per worker process count", "Pipeline peak RSS growth per blob size",
+                  "Cold start to the first response"):
+        assert title in chart, title
     # The pipeline: a rate per worker count, each worker's CPU, and both steps' memory on two blob sizes.
     assert figures["pipeline records/s, 1 worker process"]["ours"] > 0
     assert figures["pipeline records/s, 2 worker processes"]["baseline"] > 0

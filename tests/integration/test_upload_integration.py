@@ -46,3 +46,42 @@ async def test_no_summary_in_time_says_how_far_the_run_got(emulators: Emulators,
     sample.write_text("[]")
     with pytest.raises(upload.UploadError, match="no summary of this version after 1 s.*--timeout"):
         await upload.upload_and_wait(sample, {"EtlStorage": emulators.azurite_connection_string}, timeout=1)
+
+
+@pytest.mark.parametrize("what", ["cosmos", "blobs", "queue"])
+def test_peek_shows_the_local_data(emulators: Emulators, tmp_path: Path, what: str,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from devhost import peek
+    from tests.integration.conftest import DATABASE
+
+    settings = tmp_path / "local.settings.json"
+    settings.write_text(json.dumps({"Values": {"EtlStorage": emulators.azurite_connection_string,
+                                               "CosmosConnection": emulators.cosmos_connection_string,
+                                               "COSMOS_DATABASE": DATABASE, "COSMOS_CONTAINER": "peeked",
+                                               "ETL_WORK_QUEUE": "peek-work"}}))
+    if what == "cosmos":
+        import asyncio
+
+        from devhost.emulators import provision
+
+        asyncio.run(provision(azurite=emulators.azurite_connection_string, cosmos=emulators.cosmos_connection_string,
+                              database=DATABASE, containers={"peeked": "/id"}, blob_containers=[]))
+    if what == "queue":
+        import asyncio
+
+        async def one_message() -> None:
+            from azure.core.exceptions import ResourceExistsError
+            from azure.storage.queue.aio import QueueClient
+
+            async with QueueClient.from_connection_string(emulators.azurite_connection_string, "peek-work") as queue:
+                try:
+                    await queue.create_queue()
+                except ResourceExistsError:
+                    pass
+                await queue.send_message("peek-me")
+
+        asyncio.run(one_message())
+    assert peek.main([what, "--settings", str(settings)]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    expected = {"cosmos": f"{DATABASE}/peeked: 0 items", "blobs": "incoming:", "queue": "peek-me"}[what]
+    assert expected in printed, printed

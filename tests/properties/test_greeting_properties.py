@@ -1,7 +1,7 @@
 """Property-based tests of HttpGreeting's request surface (issue 14).
 
 Invariants pinned here, for any method, query string, body and API key a caller can send:
-- the reply is a 200, 400 or 401 (never a 5xx for client input), its body a JSON object holding
+- the reply is a 200, 400, 401 or 413 (never a 5xx for client input), its body a JSON object holding
   ``message`` (200) or a non-empty ``error`` (4xx) and nothing else;
 - a 200 only with the right key and a valid name, and then exactly ``Hello, <name>``; what is
   expected is derived here from the contract (docs/http-api.md, greeting.py's docstrings), not by calling
@@ -151,14 +151,20 @@ def expected_name(params: dict[str, str], body: bytes) -> str | None:
     return valid_name(document["name"])
 
 
+def expected_refusal(params: dict[str, str], body: bytes) -> int:
+    """The status of a request the contract refuses: 413 for a body over the bound (read only when
+    the query string has no name), else 400."""
+    return 413 if "name" not in params and body.strip() and len(body) > MAX_BODY_BYTES else 400
+
+
 def assert_well_formed(status: int, body: Any) -> None:
-    assert status in (200, 400, 401), f"status {status}: {body}"
+    assert status in (200, 400, 401, 413), f"status {status}: {body}"
     assert isinstance(body, dict)
     if status == 200:
         assert list(body) == ["message"] and isinstance(body["message"], str)
     else:
         assert list(body) == ["error"] and isinstance(body["error"], str) and body["error"].strip()
-    if status == 400:  # specific: it names the field or the body that was wrong
+    if status in (400, 413):  # specific: it names the field or the body that was wrong
         assert "'name'" in body["error"] or "Request body" in body["error"], body["error"]
     if status == 401:
         assert "x-api-key" in body["error"]
@@ -207,7 +213,7 @@ def local_key(monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------------------------ properties
 
 @given(method=METHODS, params=PARAMS, body=BODIES, key=KEYS, correlation_id=CORRELATION_IDS)
-async def test_any_request_gets_200_400_or_401_with_a_json_object_and_never_the_key(
+async def test_any_request_gets_200_400_401_or_413_with_a_json_object_and_never_the_key(
         local_key: None, caplog: pytest.LogCaptureFixture, method: str, params: dict[str, str], body: bytes,
         key: str | None, correlation_id: str | None) -> None:
     caplog.clear()
@@ -228,7 +234,7 @@ async def test_a_200_only_with_the_right_key_and_a_valid_name(method: str, param
         return
     name = expected_name(params, body)
     if name is None:
-        assert status == 400, payload
+        assert status == expected_refusal(params, body), payload
     else:
         assert (status, payload) == (200, {"message": f"Hello, {name}"})
 
@@ -239,14 +245,15 @@ async def test_a_json_body_is_judged_by_its_name_field_alone(body: bytes, key: s
     event(f"status {status}")
     assert_well_formed(status, payload)
     name = expected_name({}, body)
-    assert (status, payload) == ((200, {"message": f"Hello, {name}"}) if name is not None else (400, payload))
+    assert (status, payload) == ((200, {"message": f"Hello, {name}"}) if name is not None
+                                 else (expected_refusal({}, body), payload))
 
 
 @given(pathology=PATHOLOGIES)
 async def test_pathological_json_gets_a_specific_400(local_key: None, pathology: tuple[bytes, str]) -> None:
     body, fragment = pathology
     status, payload, _ = await call_main(http_request("POST", {}, body, CONFIGURED_KEY, None))
-    assert status == 400, payload
+    assert status == expected_refusal({}, body), payload
     assert_well_formed(status, payload)
     assert fragment in payload["error"]
 

@@ -8,7 +8,7 @@ import azure.functions as func
 
 
 async def main(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
-    from common import http_api, invocation, settings
+    from common import http_api, invocation
 
     from .greeting import ACCESS, GreetingRequest, respond
 
@@ -17,10 +17,9 @@ async def main(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
                               caller_correlation_id=req.headers.get("x-correlation-id"),
                               authorization=req.headers.get("authorization"),
                               client_principal=req.headers.get("x-ms-client-principal"))
-    callers = http_api.CallerCheck(ACCESS, read_auth=settings.auth_settings,
-                                   load_api_key=http_api.api_key_loader(settings.api_key_settings))
     async with invocation.run(context, invocation.Trigger.HTTP, "HttpGreeting",
                               attributes=invocation.http_attributes(req.method, "api/HttpGreeting")) as call:
-        reply = await respond(request, invocation_id=context.invocation_id, log=call.log, callers=callers)
-        call.span.set_attribute("http.response.status_code", reply.status)
-    return http_api.to_http_response(reply)
+        reply = await respond(request, invocation_id=context.invocation_id, log=call.log,
+                              callers=http_api.caller_check(ACCESS))
+        response = http_api.to_http_response(reply, call.span)  # the status on the span while it is open
+    return response

@@ -18,12 +18,10 @@ async def main(req: func.HttpRequest, context: func.Context) -> func.HttpRespons
                            idempotency_key=req.headers.get("idempotency-key"), method=req.method,
                            authorization=req.headers.get("authorization"),
                            client_principal=req.headers.get("x-ms-client-principal"))
-    callers = http_api.CallerCheck(ACCESS, read_auth=settings.auth_settings,
-                                   load_api_key=http_api.api_key_loader(settings.api_key_settings))
     async with invocation.run(context, invocation.Trigger.HTTP, "PublishEvent",
                               attributes=invocation.http_attributes(req.method, "api/events")) as call:
         reply = await respond(request, invocation_id=context.invocation_id, log=call.log,
                               publisher=clients.event_grid_publisher, read_settings=settings.event_settings,
-                              callers=callers)
-        call.span.set_attribute("http.response.status_code", reply.status)
-    return http_api.to_http_response(reply)
+                              callers=http_api.caller_check(ACCESS))
+        response = http_api.to_http_response(reply, call.span)  # the status on the span while it is open
+    return response

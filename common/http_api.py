@@ -192,9 +192,12 @@ async def authorize(provided_key: str | None, respond: Responder, load_api_key: 
     return None
 
 
-def to_http_response(reply: Reply) -> Any:
-    """``reply`` as the Functions ``HttpResponse``."""
+def to_http_response(reply: Reply, span: Any = None) -> Any:
+    """``reply`` as the Functions ``HttpResponse``; its status goes on ``span`` (the invocation's)."""
     import azure.functions as func
+
+    if span is not None:
+        span.set_attribute("http.response.status_code", reply.status)
 
     return func.HttpResponse(reply.body_json(), status_code=reply.status, headers=reply.headers,
                              mimetype="application/json", charset="utf-8")
@@ -251,3 +254,10 @@ async def admit(credentials: Credentials, respond: Responder, check: CallerCheck
         principal = await authenticate(credentials, route=route, cfg=cfg, keys=check.keys)
     respond.log = respond.log.bind(**principal.log_fields())
     return principal
+
+
+def caller_check(route: RouteAccess) -> CallerCheck:
+    """The caller check of a route, from the app settings (``AUTH_*`` and the API key's)."""
+    from common import settings
+
+    return CallerCheck(route, read_auth=settings.auth_settings, load_api_key=api_key_loader(settings.api_key_settings))

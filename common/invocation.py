@@ -137,7 +137,7 @@ async def run(context: Any, trigger: Trigger, name: str, *, attributes: Mapping[
             if span.is_recording() and recorded.is_valid:
                 # Log lines join the trace their work is recorded under (operation_Id), which is the
                 # event's when the span continues one, not the host's.
-                log = log.bind(traceId=f"{recorded.trace_id:032x}")
+                log = log.bind(traceId=f"{recorded.trace_id:032x}", spanId=f"{recorded.span_id:016x}")
             try:
                 yield Invocation(log, span)
             except Exception as exc:

@@ -112,7 +112,9 @@ async def test_log_lines_carry_the_trace_their_span_is_recorded_under(spans: InM
             call.log.info("f.done")
     [span] = spans.get_finished_spans()
     assert f"{span.context.trace_id:032x}" == "1" * 32  # the span continues the event's trace...
-    assert json.loads(caplog.records[-1].getMessage())["traceId"] == "1" * 32  # ...and so does the log
+    logged = json.loads(caplog.records[-1].getMessage())
+    assert logged["traceId"] == "1" * 32  # ...and so does the log, under that span
+    assert logged["spanId"] == f"{span.context.span_id:016x}"
 
 
 async def test_with_telemetry_off_log_lines_keep_the_host_trace(caplog: pytest.LogCaptureFixture) -> None:

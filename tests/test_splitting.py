@@ -155,3 +155,31 @@ def test_a_long_line_completed_by_the_next_chunk_is_oversized_too():
         segments = split(JsonLinesSplitter(5, 100, max_record_bytes=10), data, chunk)
         assert [s.oversized for s in segments] == [False, True, False], chunk
         assert [s.first_index for s in segments] == [0, 1, 2]
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+@pytest.mark.parametrize("position", ["first", "middle", "last", "nested", "alone"])
+def test_a_non_standard_constant_is_one_invalid_record_wherever_it_stands(constant: str, position: str) -> None:
+    """Issue 28: a bare constant (`[rec, rec, NaN]`) is not a syntax error of the array: like one inside a
+    record, it is that record refused by name (docs/pipeline.md says so); inline and fanned out alike."""
+    record = lambda i: json.dumps({"id": f"r{i}", "data": "d", "source": "s", "type": "t"})  # noqa: E731
+    elements = [record(1), record(2), record(3)]
+    where = {"first": 0, "middle": 1, "last": 3, "nested": 1, "alone": 0}[position]
+    if position == "nested":
+        elements[1] = '{"id": "n", "data": "d", "source": "s", "type": "t", "v": {"w": [1, ' + constant + ']}}'
+    elif position == "alone":
+        elements = [constant]
+    else:
+        elements.insert(where, constant)
+    data = ("[" + ", ".join(elements) + "]").encode()
+    check_blob(data, "json")  # not a BlobFormatError: the array's syntax holds
+    inline = [(r.index, r.error) for r in iter_records(data, "json") if r.error]
+    splitter = JsonArraySplitter(2, 1 << 20)
+    segments = splitter.feed(data) + splitter.finish()
+    fanned = [(r.index, r.error) for s in segments for r in iter_array_segment(data[s.start:s.end], s.first_index)
+              if r.error]
+    assert inline == fanned and [index for index, _ in inline] == [where]
+    assert f"{constant} is not a JSON number" in str(inline[0][1])
+    lines = (record(1) + "\n" + constant + "\n" + record(3) + "\n").encode()
+    check_blob(lines, "jsonl")
+    assert [(r.index, r.line) for r in iter_records(lines, "jsonl") if r.error] == [(1, 2)]

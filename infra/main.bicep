@@ -121,5 +121,9 @@ output AZURE_COSMOS_ENDPOINT string = resources.outputs.cosmosEndpoint
 output AZURE_KEY_VAULT_NAME string = resources.outputs.keyVaultName
 output AZURE_KEY_VAULT_URL string = resources.outputs.keyVaultUri
 output API_KEY_SECRET_NAME string = resources.outputs.apiKeySecretName
+// Read back by `azd env refresh` on a fresh runner: the preprovision hook then updates the known
+// registration instead of searching for it.
+output AUTH_CLIENT_ID string = authClientId
+output AUTH_TENANT_ID string = authTenantId
 output APPLICATIONINSIGHTS_NAME string = resources.outputs.appInsightsName
 output AZURE_LOG_ANALYTICS_WORKSPACE_NAME string = resources.outputs.logAnalyticsWorkspaceName

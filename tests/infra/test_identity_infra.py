@@ -100,3 +100,10 @@ def test_key_vault_references_resolve_with_the_apps_identity(resources: BicepFil
     the app has only a user-assigned identity, and references default to a system-assigned one."""
     site = resources.resource("functionApp")
     assert site.get("properties", "keyVaultReferenceIdentity") == accessor("identity", "id")
+
+
+def test_a_fresh_runner_reads_the_registration_back(bicep_files: dict[str, BicepFile]) -> None:
+    """`azd env refresh` turns main.bicep's outputs into azd values: the hook then updates the known
+    registration (which the pipeline's principal owns) instead of searching the directory for it."""
+    outputs = bicep_files["main.bicep"].outputs
+    assert {"AUTH_CLIENT_ID", "AUTH_TENANT_ID"} <= set(outputs)

@@ -1,6 +1,7 @@
 // Entry point: `azd up` / `azd provision` (parameters from main.parameters.json), or
 //   az deployment sub create --location <region> --template-file infra/main.bicep \
-//     --parameters environmentName=<name> location=<region> apiKey=<generated key>
+//     --parameters environmentName=<name> location=<region> apiKey=<generated key> \
+//       authClientId=<the API's app registration> authTenantId=<its tenant>
 // Creates the resource group rg-<environmentName> and everything in it. See infra/README.md
 // and docs/deployment.md.
 targetScope = 'subscription'

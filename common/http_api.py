@@ -246,8 +246,10 @@ async def admit(credentials: Credentials, respond: Responder, check: CallerCheck
             raise Unauthenticated("This route takes no API key.", error=None)
         refused = await authorize(credentials.api_key, respond, check.load_api_key)
         if refused is not None:
-            if route.api_key == "always" and credentials.api_key is None:
-                refused = replace(refused, headers={**refused.headers, "WWW-Authenticate": 'Bearer realm="serverless-patterns"'})
+            if refused.status == 401:  # every 401 names how to authenticate (RFC 7235 section 3.1)
+                challenge = ('Bearer realm="serverless-patterns"' if route.api_key == "always"  # tokens too
+                             else 'APIKey realm="serverless-patterns", header="x-api-key"')
+                refused = replace(refused, headers={**refused.headers, "WWW-Authenticate": challenge})
             return refused
         principal = Principal(method="apikey")
     else:

@@ -101,7 +101,7 @@ class GroupReader(Protocol[_T_co]):
 _DECLARED: dict[str, tuple[str, ...]] = {}
 _caches: list[Callable[[], None]] = []
 #: Set by the platform, not by the app's owner: read, and listed in docs/settings.md as set by the platform.
-PLATFORM_SETTINGS = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID")
+PLATFORM_SETTINGS = ("IDENTITY_ENDPOINT", "MSI_ENDPOINT", "WEBSITE_INSTANCE_ID", "WEBSITE_AUTH_ENABLED")
 #: Settings that hold a secret locally (KEY_VAULT_URL empty), read through :func:`local_secret`.
 _LOCAL_SECRETS = ("API_KEY",)
 
@@ -393,7 +393,8 @@ def _csv(value: str | None) -> tuple[str, ...]:
     return tuple(part.strip() for part in (value or "").split(",") if part.strip())
 
 
-@_group("AUTH_MODE", "AUTH_TENANT_ID", "AUTH_AUDIENCE", "AUTH_ALLOWED_TENANTS", "AUTH_ISSUER", "AUTH_JWKS_URL")
+@_group("AUTH_MODE", "AUTH_TENANT_ID", "AUTH_AUDIENCE", "AUTH_ALLOWED_TENANTS", "AUTH_ISSUER", "AUTH_JWKS_URL",
+        "WEBSITE_AUTH_ENABLED")
 def auth_settings(read: SettingsReader) -> AuthSettings:
     mode = read.optional("AUTH_MODE", "entra").lower()
     if mode not in ("entra", "easyauth", "apikey"):
@@ -401,6 +402,10 @@ def auth_settings(read: SettingsReader) -> AuthSettings:
     allowed = read.raw("AUTH_ALLOWED_TENANTS")
     allowed_tenants = (frozenset(_guid("AUTH_ALLOWED_TENANTS", tid) for tid in _csv(allowed))
                        if allowed is not None else None)
+    if mode == "easyauth" and (read.raw("WEBSITE_AUTH_ENABLED") or "").lower() != "true":
+        # Without App Service Authentication in front, X-MS-CLIENT-PRINCIPAL is whatever the caller sent.
+        raise ConfigurationError("AUTH_MODE", "is 'easyauth', but App Service Authentication is off "
+                                 "(WEBSITE_AUTH_ENABLED is not 'True'): turn it on (enableEasyAuth) or use 'entra'.")
     if mode != "entra":
         return AuthSettings(cast(AuthMode, mode), None, (), allowed_tenants, (), ())
     tenant = _guid("AUTH_TENANT_ID", read.required("AUTH_TENANT_ID", "72f988bf-86f1-41af-91ab-2d7cd011db47"))

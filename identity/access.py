@@ -91,6 +91,8 @@ async def authenticate(credentials: Credentials, *, route: RouteAccess, cfg: Aut
                               error=None)
     if cfg.mode == "easyauth":
         principal = from_easyauth(credentials.client_principal)
+        if cfg.allowed_tenants is not None and (principal.tenant_id or "").lower() not in cfg.allowed_tenants:
+            raise Unauthenticated("The caller is from a tenant that is not allowed.")
     else:
         token = bearer_token(credentials.authorization)
         principal = await validate_token(token, cfg=cfg, keys=keys(cfg))

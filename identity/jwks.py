@@ -85,7 +85,15 @@ async def http_fetch(url: str, timeout: float) -> bytes:
                                headers={"Accept": "application/json"}) as response:
             if response.status != 200:
                 raise JwksError(f"the key set answered HTTP {response.status}")
-            body = await response.content.read(MAX_JWKS_BYTES + 1)
+            # To the end of the body, however many writes it comes in, and no further than the bound.
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.content.iter_chunked(64 * 1024):
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_JWKS_BYTES:
+                    break
+            body = b"".join(chunks)
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise JwksError(f"the key set could not be read: {type(exc).__name__}") from None
     if len(body) > MAX_JWKS_BYTES:
@@ -114,25 +122,37 @@ class SigningKeys:
         #: Tokens already validated against these keys (identity.tokens.ValidatedTokens).
         self.validated: Any = None
 
-    def publishes(self, kid: str) -> bool:
-        """Whether ``kid`` is among the keys held now (no fetch): a cached validation stands only
-        while the key that signed the token is still published."""
-        return self._keys is not None and kid in self._keys
+    def current(self, kid: str) -> Any:
+        """The key held now under ``kid`` while the keys are fresh (no fetch), else None: a cached
+        validation stands only while the very key that verified it is still published."""
+        if self._keys is None or self.clock() - self._fetched_at >= self.max_age:
+            return None
+        return self._keys.get(kid)
 
     async def key_for(self, kid: str) -> Any:
         """The key named ``kid``; :class:`Unauthenticated` when the issuer does not publish it,
         :class:`SigningKeysUnavailable` when the keys cannot be read to tell."""
         now = self.clock()
         keys = self._keys
-        if keys is not None and now - self._fetched_at < self.max_age:
+        if keys is not None:
             if kid in keys:
+                if now - self._fetched_at >= self.max_age:
+                    self._refresh_soon(now)  # past their age: refreshed behind this request, not in front of it
                 return keys[kid]
-            if now - self._attempted_at < self.cooldown:
+            if self._inflight is not None and not self._inflight.done():
+                await asyncio.shield(self._inflight)  # a refresh is under way: its answer decides
+            elif now - self._attempted_at < self.cooldown:
+                if self._failed:  # the last look failed: the keys held cannot tell, and no fetch per request
+                    raise SigningKeysUnavailable("the issuer's signing keys could not be refreshed just now",
+                                                 retry_after=int(FAILURE_BACKOFF_SECONDS))
                 raise Unauthenticated("The token is signed with a key the issuer does not publish.")
-        elif keys is None and self._failed and now - self._attempted_at < FAILURE_BACKOFF_SECONDS:
+            else:
+                await self._refresh()
+        elif self._failed and now - self._attempted_at < FAILURE_BACKOFF_SECONDS:
             raise SigningKeysUnavailable("the issuer's signing keys could not be read just now",
                                          retry_after=int(FAILURE_BACKOFF_SECONDS))
-        await self._refresh()
+        else:
+            await self._refresh()
         keys = self._keys
         if keys is None:
             raise SigningKeysUnavailable("the issuer's signing keys could not be read",
@@ -143,6 +163,12 @@ class SigningKeys:
             raise SigningKeysUnavailable("the issuer's signing keys could not be refreshed",
                                          retry_after=int(FAILURE_BACKOFF_SECONDS))
         raise Unauthenticated("The token is signed with a key the issuer does not publish.")
+
+    def _refresh_soon(self, now: float) -> None:
+        """Start a refresh in the background, at most once per :data:`FAILURE_BACKOFF_SECONDS`."""
+        if (self._inflight is None or self._inflight.done()) and now - self._attempted_at >= FAILURE_BACKOFF_SECONDS:
+            self._attempted_at = now
+            self._inflight = asyncio.ensure_future(self._fetch_all())
 
     async def _refresh(self) -> None:
         if self._inflight is None or self._inflight.done():

@@ -76,11 +76,13 @@ def from_easyauth(header: str | None) -> Principal:
         raise Unauthenticated("The client principal header is too large.")
     try:
         document = json.loads(base64.b64decode(header, validate=True))
-    except (binascii.Error, ValueError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, UnicodeDecodeError, RecursionError):
         raise Unauthenticated("The client principal header is not base64 JSON.") from None
     claims = document.get("claims") if isinstance(document, dict) else None
     if not isinstance(claims, list):
         raise Unauthenticated("The client principal header has no claims.")
+    if document.get("auth_typ") != "aad":
+        raise Unauthenticated("The client principal is not from Microsoft Entra ID.")
     values: dict[str, list[str]] = {}
     for claim in claims:
         if isinstance(claim, dict) and isinstance(claim.get("typ"), str) and isinstance(claim.get("val"), str):

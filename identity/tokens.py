@@ -52,8 +52,9 @@ def bearer_token(authorization: str | None) -> str:
     if "," in authorization:
         raise BadCredentials("Send one Authorization header with one bearer token.")
     scheme, _, token = authorization.strip().partition(" ")
-    if scheme.lower() != "bearer":
-        raise BadCredentials("The Authorization scheme must be Bearer.")
+    if scheme.lower() != "bearer":  # another scheme is no bearer credential at all (RFC 6750 section 3.1)
+        raise Unauthenticated("The Authorization scheme must be Bearer: send 'Authorization: Bearer <token>'.",
+                              error=None)
     token = token.strip()
     if not token:
         raise Unauthenticated("Send a bearer token: 'Authorization: Bearer <token>'.", error=None)
@@ -75,7 +76,7 @@ class ValidatedTokens:
     MAX_ENTRIES = 4096
 
     def __init__(self) -> None:
-        self._entries: OrderedDict[tuple[AuthSettings, bytes], tuple[Principal, float, str]] = OrderedDict()
+        self._entries: OrderedDict[tuple[AuthSettings, bytes], tuple[Principal, float, str, Any]] = OrderedDict()
 
     @staticmethod
     def key(cfg: AuthSettings, token: str) -> tuple[AuthSettings, bytes]:
@@ -85,14 +86,15 @@ class ValidatedTokens:
         entry = self._entries.get(key)
         if entry is None:
             return None
-        principal, expires, kid = entry
-        if now >= expires or not keys.publishes(kid):
+        principal, expires, kid, verified_with = entry
+        if now >= expires or keys.current(kid) is not verified_with:
             del self._entries[key]
             return None
         return principal
 
-    def put(self, key: tuple[AuthSettings, bytes], principal: Principal, expires: float, kid: str) -> None:
-        self._entries[key] = (principal, expires, kid)
+    def put(self, key: tuple[AuthSettings, bytes], principal: Principal, expires: float, kid: str,
+            verified_with: Any) -> None:
+        self._entries[key] = (principal, expires, kid, verified_with)
         while len(self._entries) > self.MAX_ENTRIES:
             self._entries.popitem(last=False)
 
@@ -163,6 +165,10 @@ async def validate_token(token: str, *, cfg: AuthSettings, keys: SigningKeys,
     tenant = claims.get("tid")
     if cfg.allowed_tenants is not None and (not isinstance(tenant, str) or tenant.lower() not in cfg.allowed_tenants):
         raise Unauthenticated("The bearer token is from a tenant that is not allowed.")
+    if not isinstance(claims.get("azp") or claims.get("appid"), str):
+        # Access tokens name the calling application (azp in v2, appid in v1); an ID token, issued
+        # to the same client id as its audience, does not, and is no credential for the API.
+        raise Unauthenticated("The bearer token is not an access token (it names no calling application).")
     principal = from_claims(claims)
-    cache.put(cache_key, principal, expires + CLOCK_SKEW_SECONDS, kid)
+    cache.put(cache_key, principal, expires + CLOCK_SKEW_SECONDS, kid, key)
     return principal

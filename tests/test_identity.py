@@ -211,10 +211,14 @@ async def test_a_valid_token_without_the_route_role_is_a_403_naming_it(issuer: L
 async def test_an_oversized_or_repeated_authorization_header_is_a_400_invalid_request(
         issuer: LocalIssuer, topic: FakeEventGridPublisher) -> None:
     token = issuer.mint(roles=["Events.Publish"], oid="x" * 17000)  # validly signed, but over 16 KB
-    for value in (f"Bearer {token}", f"Bearer {issuer.mint(roles=['Events.Publish'])}, Bearer other", "Basic dXNlcg=="):
+    for value in (f"Bearer {token}", f"Bearer {issuer.mint(roles=['Events.Publish'])}, Bearer other"):
         status, _, headers = await publish({"authorization": value})
         assert status == 400
         assert headers["WWW-Authenticate"] == 'Bearer realm="serverless-patterns", error="invalid_request"'
+    # Another scheme is no bearer credential at all (RFC 6750 section 3.1): the bare challenge.
+    for value in ("Basic dXNlcg==", "Negotiate abc"):
+        status, _, headers = await publish({"authorization": value})
+        assert (status, headers["WWW-Authenticate"]) == (401, 'Bearer realm="serverless-patterns"')
     assert topic.published == []
 
 
@@ -223,6 +227,10 @@ async def test_the_api_key_opens_publish_event_only_in_apikey_mode(issuer: Local
     assert (await publish({"x-api-key": API_KEY}))[0] == 401
     set_env(monkeypatch, AUTH_MODE="apikey")
     assert (await publish({"x-api-key": API_KEY}))[0] == 202
+    status, _, headers = await publish({"x-api-key": "wrong-key-0123456789"})
+    assert (status, headers["WWW-Authenticate"]) == (401, 'APIKey realm="serverless-patterns", header="x-api-key"')
+    status, _, headers = await greet({"x-api-key": "wrong-key-0123456789"})
+    assert (status, headers["WWW-Authenticate"]) == (401, 'Bearer realm="serverless-patterns"')
 
 
 async def test_allowed_tenants_refuse_a_token_without_or_with_another_tid(issuer: LocalIssuer, topic: FakeEventGridPublisher,
@@ -248,7 +256,7 @@ def client_principal(roles: list[str], **claims: str) -> str:
 
 async def test_easyauth_mode_takes_the_platform_principal(issuer: LocalIssuer, topic: FakeEventGridPublisher,
                                                           monkeypatch: pytest.MonkeyPatch) -> None:
-    set_env(monkeypatch, AUTH_MODE="easyauth")
+    set_env(monkeypatch, AUTH_MODE="easyauth", WEBSITE_AUTH_ENABLED="True")
     assert (await publish({"x-ms-client-principal": client_principal(["Events.Publish"])}))[0] == 202
     assert (await publish({"x-ms-client-principal": client_principal(["Orders.Read"])}))[0] == 403
     assert (await publish({}))[0] == 401
@@ -482,6 +490,113 @@ def test_the_validated_tokens_are_bounded() -> None:
     cache = ValidatedTokens()
     cfg = settings.auth_settings({"AUTH_MODE": "apikey"})
     for number in range(ValidatedTokens.MAX_ENTRIES + 50):
-        cache.put(cache.key(cfg, f"t{number}"), Principal(method="entra"), 1e12, "k")
+        cache.put(cache.key(cfg, f"t{number}"), Principal(method="entra"), 1e12, "k", None)
     assert len(cache._entries) == ValidatedTokens.MAX_ENTRIES
     assert cache.key(cfg, "t0") not in cache._entries and cache.key(cfg, "t4145") in cache._entries
+
+
+# ------------------------------------------------------------ review findings (each a regression)
+
+async def test_a_key_set_sent_in_several_writes_is_read_whole(local_issuer: LocalIssuer) -> None:
+    """A JWKS that arrives in pieces (chunked, several TLS records) was cut at the first one."""
+    from aiohttp import web
+
+    from identity.jwks import http_fetch
+
+    body = json.dumps({"keys": local_issuer.jwks()["keys"] * 40}).encode()  # ~15 KB
+
+    async def slowly(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        for start in range(0, len(body), 1000):
+            await response.write(body[start:start + 1000])
+            await asyncio.sleep(0.005)
+        await response.write_eof()
+        return response
+
+    app = web.Application()
+    app.router.add_get("/keys", slowly)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        assert await http_fetch(f"http://127.0.0.1:{port}/keys", 5.0) == body
+        assert local_issuer.kid in parse_jwks(body)
+    finally:
+        await loop_cache.aclose_all()
+        await runner.cleanup()
+
+
+async def test_stale_keys_with_the_jwks_down_cost_no_fetch_per_request(local_issuer: LocalIssuer) -> None:
+    clock = Clock()
+    jwks = FakeJwks(json.dumps(local_issuer.jwks()).encode())
+    keys = SigningKeys(["u"], jwks, clock=clock, max_age=60, cooldown=30)
+    await keys.key_for(local_issuer.kid)
+    jwks.fail = True
+    clock.now += 120
+    for _ in range(20):  # known kid: served at once from the stale keys, refreshed behind
+        assert await keys.key_for(local_issuer.kid) is not None
+        await asyncio.sleep(0.02)
+    assert jwks.calls == 2  # the first fetch, and one background refresh (5 s backoff)
+    for number in range(20):  # forged kids during the outage: no fetch each, a 503 (the keys cannot tell)
+        with pytest.raises(SigningKeysUnavailable):
+            await keys.key_for(f"forged-{number}")
+    assert jwks.calls == 2
+
+
+async def test_a_cached_validation_ends_when_the_keys_are_stale_or_the_kid_changes_key(
+        local_issuer: LocalIssuer) -> None:
+    from identity import validate_token
+
+    token, cfg = local_issuer.mint(), auth_cfg(local_issuer)
+    clock = Clock()
+    stale = SigningKeys(["u"], FakeJwks(json.dumps(local_issuer.jwks()).encode()), clock=clock, max_age=60)
+    await validate_token(token, cfg=cfg, keys=stale)
+    assert stale.validated.get(stale.validated.key(cfg, token), time.time(), stale) is not None
+    clock.now += 61  # past the keys' age: the cache no longer vouches, the full path runs
+    assert stale.validated.get(stale.validated.key(cfg, token), time.time(), stale) is None
+
+    clock = Clock()
+    jwks = FakeJwks(json.dumps(local_issuer.jwks()).encode())
+    keys = SigningKeys(["u"], jwks, clock=clock, max_age=3600, cooldown=30)
+    await validate_token(token, cfg=cfg, keys=keys)
+    assert keys.validated.get(keys.validated.key(cfg, token), time.time(), keys) is not None
+    impostor = LocalIssuer(rsa.generate_private_key(public_exponent=65537, key_size=2048), local_issuer.base_url)
+    republished = impostor.jwks()
+    republished["keys"][0]["kid"] = local_issuer.kid  # the same kid, other key material
+    jwks.body = json.dumps(republished).encode()
+    clock.now += 31
+    with pytest.raises(Unauthenticated):
+        await keys.key_for("unknown-kid")  # past the cooldown: a refresh, which brings the new material
+    assert keys.validated.get(keys.validated.key(cfg, token), time.time(), keys) is None
+    with pytest.raises(Unauthenticated, match="signature"):
+        await validate_token(token, cfg=cfg, keys=keys)  # verified again, against the key published now
+
+
+async def test_an_id_token_is_not_an_access_token(issuer: LocalIssuer, topic: FakeEventGridPublisher) -> None:
+    """An ID token for the client id (aud = client id, no azp/appid) must not open the API."""
+    claims = issuer.claims(roles=["Events.Publish"], audience="client-guid")
+    del claims["azp"]
+    claims["nonce"] = "n-1"
+    status, body, _ = await publish(bearer(issuer.sign(claims)))
+    assert status == 401 and "not an access token" in body["error"]
+
+
+async def test_easyauth_needs_the_platform_and_keeps_the_tenant_allow_list(
+        issuer: LocalIssuer, topic: FakeEventGridPublisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_env(monkeypatch, AUTH_MODE="easyauth")  # WEBSITE_AUTH_ENABLED not set: Easy Auth is not in front
+    assert (await publish({"x-ms-client-principal": client_principal(["Events.Publish"])}))[:2] == (
+        500, {"error": "Internal server error"})
+    with pytest.raises(settings.ConfigurationError, match="AUTH_MODE.*WEBSITE_AUTH_ENABLED"):
+        settings.auth_settings({"AUTH_MODE": "easyauth"})
+    set_env(monkeypatch, WEBSITE_AUTH_ENABLED="True", AUTH_ALLOWED_TENANTS=OTHER_TENANT)
+    tid = "http://schemas.microsoft.com/identity/claims/tenantid"
+    assert (await publish({"x-ms-client-principal": client_principal(["Events.Publish"], **{tid: issuer.tenant})}))[0] == 401
+    assert (await publish({"x-ms-client-principal": client_principal(["Events.Publish"], **{tid: OTHER_TENANT})}))[0] == 202
+    google = json.loads(base64.b64decode(client_principal(["Events.Publish"], **{tid: OTHER_TENANT})))
+    google["auth_typ"] = "google"
+    forged = base64.b64encode(json.dumps(google).encode()).decode()
+    assert (await publish({"x-ms-client-principal": forged}))[0] == 401
+    deep = base64.b64encode(b"[" * 12000).decode()
+    assert (await publish({"x-ms-client-principal": deep}))[0] == 401  # not a 500

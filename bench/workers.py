@@ -603,10 +603,14 @@ def cleanup(impl: str, items: int, concurrency: int) -> dict[str, Any]:
     async def run() -> float:
         started = time.perf_counter()
         if impl == "ours":
-            import CleanupTimer
-            from common import clients
+            # What CleanupTimer's adapter runs: the retention package with the app's clients and settings.
+            from common import clients, settings
+            from common.logs import bind_invocation
+            from retention import run_cleanup
 
-            await CleanupTimer.main(TimerRequest(past_due=False), cast(Any, Context("CleanupTimer")))
+            await run_cleanup(cfg=settings.cleanup_settings(), log=bind_invocation(cast(Any, Context("CleanupTimer"))),
+                              container=clients.cosmos_container(), throttle=clients.cosmos_throttle_signal(),
+                              function_timeout=settings.function_timeout_seconds())
             elapsed = time.perf_counter() - started
             await clients.close_all()
             return elapsed

@@ -7,7 +7,7 @@ host::
 
     async def main(msg: func.QueueMessage, context: func.Context) -> None:
         async with invocation.run(context, Trigger.STORAGE_QUEUE, "BlobEtlWorker",
-                                  attributes=invocation.queue_attributes(msg)) as call:
+                                  attributes=invocation.queue_attributes(msg.id, msg.dequeue_count)) as call:
             await handle_work(msg.get_body(), log=call.log, ...)
 
 An HTTP function's logic answers every outcome with a status itself, through
@@ -31,7 +31,8 @@ from common.logs import InvocationLog, bind_invocation, describe_error
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-__all__ = ["OUTCOMES", "Invocation", "Outcome", "Trigger", "http_status", "outcome_of", "run"]
+__all__ = ["OUTCOMES", "Invocation", "Outcome", "Trigger", "http_attributes", "http_status", "outcome_of", "queue_attributes",
+           "retry_after_of", "run"]
 
 
 class Trigger(StrEnum):

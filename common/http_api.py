@@ -1,12 +1,12 @@
 """What every HTTP function shares: the caller's API key, correlation ids and JSON replies.
 
-Each function's logic builds a :class:`Responder`, checks the caller with :func:`authorize`
-and runs its work under :meth:`Responder.guard`, which turns every error into a status
-(:func:`common.invocation.http_status`)::
+Each function's logic builds a :class:`Responder`, checks the caller with :func:`admit`
+(the route's :class:`CallerCheck`) and runs its work under :meth:`Responder.guard`, which
+turns every error into a status (:func:`common.invocation.http_status`)::
 
-    respond = Responder("greeting", method="GET", correlation_id=cid, log=log,
-                        requests_metric="app.greeting.requests")
-    return await respond.guard(lambda: greet(request, respond, load_api_key))
+    respond = Responder.for_request("greeting", method="GET", caller_correlation_id=cid,
+                                    invocation_id=iid, log=log, requests_metric="app.greeting.requests")
+    return await respond.guard(lambda: greet(request, respond, caller_check(ACCESS)))
 
 Every reply is JSON, carries ``x-correlation-id`` and ``Cache-Control: no-store``, and is
 logged and counted once with its outcome.
@@ -26,11 +26,11 @@ from common.errors import ConfigurationError, InvalidInput, TransientFailure
 from common.logs import InvocationLog, describe_error, sane_correlation_id
 from common.secrets import SecretUnavailableError, get_secret
 from common.settings import ApiKeySettings, AuthSettings
+from common.strict_json import JsonInputError
+from common.timing import elapsed_ms
 
 if TYPE_CHECKING:
     from identity import Credentials, Principal, RouteAccess, SigningKeys
-from common.strict_json import JsonInputError
-from common.timing import elapsed_ms
 
 __all__ = [
     "KEY_UNAVAILABLE_RETRY_AFTER_SECONDS",
@@ -43,7 +43,8 @@ __all__ = [
     "authorize",
     "body_error",
     "correlation_id_for",
-    "api_key_loader",
+    "ApiKeyLoader",
+    "caller_check",
     "keys_match",
 ]
 
@@ -91,7 +92,7 @@ def keys_match(provided: str, expected: str) -> bool:
     return hmac.compare_digest(provided.encode("utf-8", "surrogatepass"), expected.encode("utf-8", "surrogatepass"))
 
 
-class api_key_loader:  # noqa: N801 - used as a function: api_key_loader(settings.api_key_settings)
+class ApiKeyLoader:
     """Loads the expected API key from Key Vault (or, locally, the API_KEY app setting).
 
     The settings are read on each load, inside the request's guard, so a malformed one is a
@@ -225,12 +226,13 @@ async def admit(credentials: Credentials, respond: Responder, check: CallerCheck
     """The caller's principal, or the reply that refuses the call.
 
     A route that always takes the API key (HttpGreeting) checks the key when one is sent, or when
-    nothing else is: its 401 then also carries a ``Bearer`` challenge. With ``AUTH_MODE=apikey`` a
+    nothing else is; every 401 of the key's carries a ``WWW-Authenticate`` challenge. With ``AUTH_MODE=apikey`` a
     route that takes the key checks only the key. Otherwise the caller is authenticated by
     ``AUTH_MODE`` (:func:`identity.authenticate`); its refusals raise and the guard answers them.
     The principal's ids join the request's log line.
     """
     from identity import Principal, Unauthenticated, authenticate
+    from identity.errors import REALM
 
     route = check.route
     by_key = route.api_key == "always" and (
@@ -247,8 +249,8 @@ async def admit(credentials: Credentials, respond: Responder, check: CallerCheck
         refused = await authorize(credentials.api_key, respond, check.load_api_key)
         if refused is not None:
             if refused.status == 401:  # every 401 names how to authenticate (RFC 7235 section 3.1)
-                challenge = ('Bearer realm="serverless-patterns"' if route.api_key == "always"  # tokens too
-                             else 'APIKey realm="serverless-patterns", header="x-api-key"')
+                challenge = (f'Bearer realm="{REALM}"' if route.api_key == "always"  # tokens too
+                             else f'APIKey realm="{REALM}", header="x-api-key"')
                 refused = replace(refused, headers={**refused.headers, "WWW-Authenticate": challenge})
             return refused
         principal = Principal(method="apikey")
@@ -262,4 +264,4 @@ def caller_check(route: RouteAccess) -> CallerCheck:
     """The caller check of a route, from the app settings (``AUTH_*`` and the API key's)."""
     from common import settings
 
-    return CallerCheck(route, read_auth=settings.auth_settings, load_api_key=api_key_loader(settings.api_key_settings))
+    return CallerCheck(route, read_auth=settings.auth_settings, load_api_key=ApiKeyLoader(settings.api_key_settings))

@@ -85,3 +85,21 @@ def test_peek_shows_the_local_data(emulators: Emulators, tmp_path: Path, what: s
     printed = capsys.readouterr().out
     expected = {"cosmos": f"{DATABASE}/peeked: 0 items", "blobs": "incoming:", "queue": "peek-me"}[what]
     assert expected in printed, printed
+
+
+async def test_upload_reports_a_fanned_out_runs_progress_from_its_run_files(emulators: Emulators) -> None:
+    """What `devhost.upload` prints while it waits: segments done of the total, read from the run's
+    manifest and results under _runs/ (none before the split: None)."""
+    from azure.storage.blob.aio import BlobServiceClient
+
+    from etl import RUNS_PREFIX, BlobVersion
+
+    etag = '"0x8DPROGRESS"'
+    prefix = f"{RUNS_PREFIX}/{BlobVersion('incoming', 'progress.jsonl', etag, 0).token}/"
+    async with BlobServiceClient.from_connection_string(emulators.azurite_connection_string) as service:
+        assert await upload._progress(service, "summaries", "incoming", "progress.jsonl", etag) is None
+        summaries = service.get_container_client("summaries")
+        await summaries.upload_blob(prefix + "manifest.json", json.dumps({"segments": [{}, {}, {}]}), overwrite=True)
+        await summaries.upload_blob(prefix + "segment-000001.json", b"{}", overwrite=True)
+        assert await upload._progress(service, "summaries", "incoming", "progress.jsonl", etag) == (
+            "fanned out: 1 of 3 segments done")

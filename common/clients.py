@@ -185,10 +185,12 @@ def cosmos_container(
     connection: str = "CosmosConnection", database: str | None = None, container: str | None = None
 ) -> ContainerProxy:
     """The container named by ``COSMOS_DATABASE`` / ``COSMOS_CONTAINER`` (or the arguments)."""
-    if database is None or container is None:
+    if container is None:
         target = settings.cosmos_target()
         database = database or target.database
-        container = container or target.container
+        container = target.container
+    elif database is None:
+        database = settings.cosmos_database()
     return loop_cache.get_or_build(
         ("cosmos-container", connection, database, container),
         lambda: cosmos_client(connection).get_database_client(database).get_container_client(container),

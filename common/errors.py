@@ -32,6 +32,9 @@ Reason = Literal[
     "bad_event", "bad_blob_path", "bad_work_message", "unreadable_blob", "invalid_record",
     # callers (identity/)
     "unauthenticated", "bad_credentials", "forbidden",
+    # the orders API (orders/)
+    "invalid_order", "not_found", "precondition_required", "precondition_failed", "bad_precondition",
+    "illegal_transition", "not_editable", "idempotency_key_reused", "bad_query",
 ]
 
 

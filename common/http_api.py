@@ -17,13 +17,14 @@ from __future__ import annotations
 import hmac
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from common import telemetry
 from common.errors import ConfigurationError, InvalidInput, TransientFailure
 from common.logs import InvocationLog, describe_error, sane_correlation_id
+from common.problems import PROBLEM_CONTENT_TYPE, FieldError, problem_body
 from common.secrets import SecretUnavailableError, get_secret
 from common.settings import ApiKeySettings, AuthSettings
 from common.strict_json import JsonInputError
@@ -59,11 +60,12 @@ KeyLoader = Callable[[], Awaitable[str | None]]
 @dataclass(frozen=True)
 class Reply:
     status: int
-    body: dict[str, Any]
+    #: None: no body at all (204, 304).
+    body: dict[str, Any] | None
     headers: dict[str, str] = field(default_factory=dict)
 
     def body_json(self) -> str:
-        return json.dumps(self.body, ensure_ascii=False)
+        return "" if self.body is None else json.dumps(self.body, ensure_ascii=False)
 
 
 #: What the caller is told for each way a body breaks the strict JSON reader's rules.
@@ -122,7 +124,9 @@ class Responder:
     count per request (``<operation>.completed``, ``requests_metric`` by outcome and status)."""
 
     def __init__(self, operation: str, *, method: str, correlation_id: str, log: InvocationLog,
-                 requests_metric: str) -> None:
+                 requests_metric: str, problems: bool = False) -> None:
+        #: Errors as RFC 9457 problem details (:mod:`common.problems`) rather than ``{"error": ...}``.
+        self.problems = problems
         self.operation = operation
         self.method = method
         self.correlation_id = correlation_id
@@ -132,13 +136,21 @@ class Responder:
 
     @classmethod
     def for_request(cls, operation: str, *, method: str, caller_correlation_id: str | None, invocation_id: str,
-                    log: InvocationLog, requests_metric: str) -> Responder:
+                    log: InvocationLog, requests_metric: str, problems: bool = False) -> Responder:
         """The responder of one request, under the caller's correlation id when it is sane."""
         correlation_id = correlation_id_for(caller_correlation_id, invocation_id)
         return cls(operation, method=method, correlation_id=correlation_id, log=log.bind(correlationId=correlation_id),
-                   requests_metric=requests_metric)
+                   requests_metric=requests_metric, problems=problems)
 
-    def __call__(self, status: int, body: dict[str, Any], outcome: str, **extra_headers: str) -> Reply:
+    def error(self, status: int, detail: str, outcome: str, *, slug: str | None = None,
+              errors: Sequence[FieldError] = (), headers: Mapping[str, str] | None = None) -> Reply:
+        """An error reply: problem details when the route uses them, else ``{"error": detail}``."""
+        if not self.problems:
+            return self(status, {"error": detail}, outcome, **dict(headers or {}))
+        return self(status, problem_body(status, detail, slug=slug, errors=errors), outcome,
+                    **{"Content-Type": f"{PROBLEM_CONTENT_TYPE}; charset=utf-8", **dict(headers or {})})
+
+    def __call__(self, status: int, body: dict[str, Any] | None, outcome: str, **extra_headers: str) -> Reply:
         elapsed = time.perf_counter() - self.started
         level = self.log.warning if 400 <= status < 500 else (self.log.error if status >= 500 else self.log.info)
         level(f"{self.operation}.completed", status=status, outcome=outcome, durationMs=elapsed_ms(self.started))
@@ -147,6 +159,8 @@ class Responder:
         telemetry.record_duration("http.server.request.duration", elapsed, **dimensions)
         headers = {"Content-Type": "application/json; charset=utf-8", "x-correlation-id": self.correlation_id,
                    "Cache-Control": "no-store", **extra_headers}
+        if body is None:
+            headers.pop("Content-Type")
         return Reply(status, body, headers)
 
     async def guard(self, work: Callable[[], Awaitable[Reply]]) -> Reply:
@@ -159,17 +173,18 @@ class Responder:
             return await work()
         except InvalidInput as exc:
             challenge = getattr(exc, "headers", None) or {}
-            return self(http_status(exc), {"error": exc.detail}, exc.reason, **challenge)
+            return self.error(http_status(exc), exc.detail, exc.reason, slug=getattr(exc, "slug", None),
+                              errors=getattr(exc, "errors", ()), headers=challenge)
         except TransientFailure as exc:
             retry_after = retry_after_of(exc)
             self.log.error(f"{self.operation}.unavailable", error=describe_error(exc), retryAfterS=retry_after)
-            return self(503, dict(UNAVAILABLE), "unavailable", **{"Retry-After": str(retry_after)})
+            return self.error(503, UNAVAILABLE["error"], "unavailable", headers={"Retry-After": str(retry_after)})
         except ConfigurationError as exc:
             self.log.error(f"{self.operation}.misconfigured", setting=exc.setting, error=describe_error(exc))
-            return self(500, dict(INTERNAL_ERROR), "error")
+            return self.error(500, INTERNAL_ERROR["error"], "error")
         except Exception as exc:  # noqa: BLE001 - the caller gets a generic 500, the log gets the detail
             self.log.exception(f"{self.operation}.failed", exc)
-            return self(500, dict(INTERNAL_ERROR), "error")
+            return self.error(500, INTERNAL_ERROR["error"], "error")
 
 
 async def authorize(provided_key: str | None, respond: Responder, load_api_key: KeyLoader) -> Reply | None:
@@ -200,6 +215,8 @@ def to_http_response(reply: Reply, span: Any = None) -> Any:
     if span is not None:
         span.set_attribute("http.response.status_code", reply.status)
 
+    if reply.body is None:
+        return func.HttpResponse(status_code=reply.status, headers=reply.headers)
     return func.HttpResponse(reply.body_json(), status_code=reply.status, headers=reply.headers,
                              mimetype="application/json", charset="utf-8")
 

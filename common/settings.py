@@ -59,6 +59,7 @@ __all__ = [
     "EventSettings",
     "IdentitySettings",
     "NetworkSettings",
+    "OrdersSettings",
     "PLATFORM_SETTINGS",
     "QueueSettings",
     "SecretSettings",
@@ -68,6 +69,7 @@ __all__ = [
     "cleanup_settings",
     "connection_string_parts",
     "cosmos_connection",
+    "cosmos_database",
     "cosmos_target",
     "etl_settings",
     "event_settings",
@@ -76,6 +78,7 @@ __all__ = [
     "is_loopback_host",
     "local_secret",
     "network_settings",
+    "orders_settings",
     "queue_settings",
     "read_function_timeout",
     "reset_cache",
@@ -249,6 +252,12 @@ def queue_settings(read: SettingsReader) -> QueueSettings:
 class CosmosTarget:
     database: str
     container: str
+
+
+@_group("COSMOS_DATABASE")
+def cosmos_database(read: SettingsReader) -> str:
+    """The database of every container the app uses (COSMOS_CONTAINER's, the orders' containers)."""
+    return read.entity_name("COSMOS_DATABASE", None, "serverless")
 
 
 @_group("COSMOS_DATABASE", "COSMOS_CONTAINER")
@@ -428,6 +437,46 @@ def auth_settings(read: SettingsReader) -> AuthSettings:
         jwks_urls=(jwks.rstrip("/"),) if jwks else (
             f"https://login.microsoftonline.com/{tenant}/discovery/v2.0/keys",
             f"https://login.microsoftonline.com/{tenant}/discovery/keys"),
+    )
+
+
+@dataclass(frozen=True)
+class OrdersSettings:
+    #: The event store's container (partition key ``/streamId``): the orders' source of truth.
+    events_container: str
+    #: Idempotency-Key records (partition key ``/id``, time to live on).
+    idempotency_container: str
+    #: A snapshot of an order is written with every N-th event; 0 turns snapshots off.
+    snapshot_every: int
+    #: How long an Idempotency-Key is remembered.
+    idempotency_hours: float
+    #: The largest request body accepted (413 beyond).
+    max_body_bytes: int
+    #: The most lines one order may hold.
+    max_lines: int
+    #: Time for one read or append of the event store, retries of throttling included (then 503).
+    store_budget_seconds: float
+    #: The largest page of GET /api/orders/{id}/events.
+    max_page_size: int
+
+
+@_group("ORDERS_EVENTS_CONTAINER", "ORDERS_IDEMPOTENCY_CONTAINER", "ORDERS_SNAPSHOT_EVERY", "ORDERS_IDEMPOTENCY_HOURS",
+        "ORDERS_MAX_BODY_BYTES", "ORDERS_MAX_LINES", "ORDERS_STORE_BUDGET_SECONDS", "ORDERS_MAX_PAGE_SIZE")
+def orders_settings(read: SettingsReader) -> OrdersSettings:
+    budget = read.number("ORDERS_STORE_BUDGET_SECONDS", 5.0, minimum=0.5)
+    if budget * 3 >= HTTP_RESPONSE_LIMIT_SECONDS:
+        raise ConfigurationError("ORDERS_STORE_BUDGET_SECONDS", f"must leave a request (up to three store calls) "
+                                 f"inside the {HTTP_RESPONSE_LIMIT_SECONDS:g} s an HTTP function has to answer; "
+                                 f"got {budget:g}.")
+    return OrdersSettings(
+        events_container=read.entity_name("ORDERS_EVENTS_CONTAINER", "order-events", "order-events"),
+        idempotency_container=read.entity_name("ORDERS_IDEMPOTENCY_CONTAINER", "order-idempotency", "order-idempotency"),
+        snapshot_every=read.integer("ORDERS_SNAPSHOT_EVERY", 50, minimum=0, maximum=10_000),
+        idempotency_hours=read.number("ORDERS_IDEMPOTENCY_HOURS", 24.0, minimum=0.01),
+        max_body_bytes=read.integer("ORDERS_MAX_BODY_BYTES", 256 * 1024, minimum=1024, maximum=1024 * 1024),
+        max_lines=read.integer("ORDERS_MAX_LINES", 500, minimum=1, maximum=5000),
+        store_budget_seconds=budget,
+        max_page_size=read.integer("ORDERS_MAX_PAGE_SIZE", 100, minimum=1, maximum=1000),
     )
 
 

@@ -133,12 +133,20 @@ def _parse_exact_float(text: str) -> float | Decimal:
         raise _NumberRefused("number_out_of_range", f"the number {text[:40]} is outside the range of a decimal") from None
 
 
+def _parse_decimal(text: str) -> Decimal:
+    try:
+        return Decimal(text)
+    except InvalidOperation:  # an exponent past Decimal's own range (10**18)
+        raise _NumberRefused("number_out_of_range", f"the number {text[:40]} is outside the range of a decimal") from None
+
+
 def _parse_constant(name: str) -> Any:
     raise _NumberRefused("non_standard", f"{name} is not a JSON number (strict JSON has no NaN or Infinity)")
 
 
 _STRICT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_float, parse_constant=_parse_constant)
 _EXACT = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_exact_float, parse_constant=_parse_constant)
+_DECIMAL = json.JSONDecoder(parse_int=_parse_int, parse_float=_parse_decimal, parse_constant=_parse_constant)
 
 
 def _skip(pattern: re.Pattern[bytes], data: bytes, position: int, end: int | None = None) -> int:
@@ -180,9 +188,12 @@ def _decode(data: bytes | str) -> str:
         raise JsonInputError("not_utf8", f"is not valid UTF-8 (invalid byte at position {offset})", offset) from None
 
 
-def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, exact_numbers: bool = False) -> Any:
+def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, exact_numbers: bool = False,
+          decimals: bool = False) -> Any:
     """The JSON value of ``data`` under the module's rules, or :class:`JsonInputError` saying why not.
 
+    ``decimals``: every number with a fraction or an exponent is a :class:`decimal.Decimal`, exactly
+    as written (for money: ``0.1`` stays one tenth, and 30 significant digits stay 30).
     ``max_depth=None`` skips the depth scan (for a caller that has already measured it).
     Messages read as the continuation of a subject: ``f"body {exc.detail}"``.
     """
@@ -192,7 +203,7 @@ def loads(data: bytes | str, *, max_depth: int | None = MAX_DEPTH, exact_numbers
         if where is not None:
             raise JsonInputError("too_deep", f"nests deeper than {max_depth} levels (at byte {where})", where)
     text = _decode(data)
-    decoder = _EXACT if exact_numbers else _STRICT
+    decoder = _DECIMAL if decimals else (_EXACT if exact_numbers else _STRICT)
     skipped = len(_UTF8_BOM) if isinstance(data, bytes) and data[:3] == _UTF8_BOM else 0
     try:
         return decoder.decode(text)

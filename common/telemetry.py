@@ -298,6 +298,7 @@ METRICS: dict[str, tuple[str, str, str]] = {
     "app.queue.messages": ("counter", "{message}", "QueueProcessor messages by outcome"),
     "app.queue.send_retries": ("counter", "{retry}", "Service Bus sends retried"),
     "app.events.requests": ("counter", "{request}", "PublishEvent requests by outcome and status"),
+    "app.orders.requests": ("counter", "{request}", "Orders API requests by outcome and status"),
     "app.events.publish_retries": ("counter", "{retry}", "Event Grid publishes retried"),
     "messaging.process.duration": ("histogram", "s", "Duration of processing one message"),
     "app.etl.records": ("counter", "{record}", "BlobEtl records by outcome"),

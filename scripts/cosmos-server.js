@@ -25,6 +25,158 @@ const itemStores = new Set();
     return set.call(this, data);
   };
 }
+// Transactional batches are atomic, as Cosmos DB runs them: all operations or none. The package applies
+// a batch's operations up to the first failure and keeps them; here an atomic batch (the SDK's
+// execute_item_batch: x-ms-cosmos-is-batch-request and x-ms-cosmos-batch-atomic) runs under a journal of
+// every change to the container's item store, undone in reverse when an operation fails. The answer is
+// then what the service answers: 207 Multi-Status, the failing operation's own status, 424 (Failed
+// Dependency) for every other operation, and nothing written. Node runs the operations on one thread
+// with no await between them, so no other request sees a batch half-applied.
+const documentOperations = require(path.join(__dirname, "..", "node_modules", "@vercel", "cosmosdb-server", "lib",
+  "handler", "_document-operations.js"));
+const accountModule = require(path.join(__dirname, "..", "node_modules", "@vercel", "cosmosdb-server", "lib",
+  "account", "index.js"));
+const { parsePartitionKey } = require(path.join(__dirname, "..", "node_modules", "@vercel", "cosmosdb-server", "lib",
+  "utils", "get-partition-from-header.js"));
+let account = null;
+{
+  const Account = accountModule.default;
+  // The package builds its one account when the server starts listening; keep a hold of it.
+  accountModule.default = class extends Account {
+    constructor(...args) {
+      super(...args);
+      account = this;
+    }
+  };
+}
+let journal = null;
+{
+  // Record the previous entry of every map slot an operation touches (the item and its index entries).
+  const remember = (store) => {
+    if (journal === null) return;
+    const mapsOf = [store._data, store._index];
+    for (const map of mapsOf) {
+      if (!map.__journaled) {
+        const set = map.set;
+        const del = map.delete;
+        map.set = function journaledSet(key, value) {
+          if (journal !== null) journal.push([this, key, this.has(key), this.get(key)]);
+          return set.call(this, key, value);
+        };
+        map.delete = function journaledDelete(key) {
+          if (journal !== null) journal.push([this, key, this.has(key), this.get(key)]);
+          return del.call(this, key);
+        };
+        map.__journaled = { set, del };
+      }
+    }
+  };
+  const set = Items.prototype._set;
+  Items.prototype._set = function journaled(data) {
+    remember(this);
+    return set.call(this, data);
+  };
+  const del = Items.prototype.delete;
+  Items.prototype.delete = function journaledDelete(idOrRid, partition) {
+    remember(this);
+    return del.call(this, idOrRid, partition);
+  };
+}
+
+function undo(entries) {
+  for (let i = entries.length - 1; i >= 0; i -= 1) {
+    const [map, key, had, value] = entries[i];
+    const { set, del } = map.__journaled;
+    if (had) set.call(map, key, value);
+    else del.call(map, key);
+  }
+}
+
+const BATCH_OPERATIONS = {
+  Create: documentOperations.createOperation, Upsert: documentOperations.upsertOperation,
+  Read: documentOperations.readOperation, Delete: documentOperations.deleteOperation,
+  Replace: documentOperations.replaceOperation,
+};
+
+function isTrue(value) {
+  return String(value || "").toLowerCase() === "true";
+}
+
+function readBody(req) {
+  return new Promise((resolve, reject) => {
+    const chunks = [];
+    req.on("data", (chunk) => chunks.push(chunk));
+    req.on("end", () => resolve(Buffer.concat(chunks).toString("utf8")));
+    req.on("error", reject);
+  });
+}
+
+function answer(res, status, body, headers = {}) {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { "content-type": "application/json", "content-length": Buffer.byteLength(text),
+    "x-ms-activity-id": require("crypto").randomUUID(), ...headers });
+  res.end(text);
+}
+
+async function atomicBatch(req, res, dbId, collId) {
+  let operations;
+  try {
+    operations = JSON.parse(await readBody(req));
+  } catch (err) {
+    answer(res, 400, { code: "BadRequest", message: "Invalid request body" });
+    return;
+  }
+  const collection = account && account.database(dbId).collection(collId);
+  if (!collection || !collection.read()) {
+    answer(res, 404, { code: "NotFound", message: "Resource Not Found" });
+    return;
+  }
+  if (!Array.isArray(operations) || operations.length === 0 || operations.length > 100) {
+    // Cosmos DB: a transactional batch holds 1 to 100 operations.
+    answer(res, 400, { code: "BadRequest", message: "A batch holds 1 to 100 operations." });
+    return;
+  }
+  const partitionKey = req.headers["x-ms-documentdb-partitionkey"];
+  const results = [];
+  let failedAt = -1;
+  journal = [];
+  try {
+    for (let i = 0; i < operations.length; i += 1) {
+      const input = operations[i] || {};
+      const run = BATCH_OPERATIONS[input.operationType];
+      if (!run) {
+        undo(journal);
+        answer(res, 400, { code: "BadRequest",
+          message: `Operation type '${input.operationType}' is not supported in Batch.` });
+        return;
+      }
+      // Every operation of a batch is in the batch's partition (the header), as the service requires.
+      const result = run(collection, { ...input, partitionKey: input.partitionKey || partitionKey });
+      results.push(result);
+      if (result.statusCode >= 400) {
+        failedAt = i;
+        break;
+      }
+    }
+    if (failedAt >= 0) undo(journal);
+  } catch (err) {
+    undo(journal);
+    throw err;
+  } finally {
+    journal = null;
+  }
+  if (failedAt >= 0) {
+    const failed = results[failedAt];
+    const body = operations.map((_, i) => (i === failedAt
+      ? { statusCode: failed.statusCode, requestCharge: 1 }
+      : { statusCode: 424, requestCharge: 0 }));
+    answer(res, 207, body, { "x-ms-request-charge": "1" });
+    return;
+  }
+  const body = results.map((result) => ({ statusCode: result.statusCode, requestCharge: 1,
+    eTag: result.body ? result.body._etag : undefined, resourceBody: result.body }));
+  answer(res, 200, body, { "x-ms-request-charge": String(results.length) });
+}
 // COSMOS_RU_PER_SECOND enforces a request-unit budget, as a provisioned container does: a token
 // bucket holding one second of budget, refilled continuously. Each request is charged what Cosmos DB
 // would roughly charge (a model, documented in the README's benchmark section):
@@ -137,7 +289,38 @@ function admit(req, res) {
       res.end(body);
       return;
     }
-    if (admit(req, res)) handlers.forEach((h) => h(req, res));
+    if (!admit(req, res)) return;
+    const batchPath = req.method === "POST" && isTrue(req.headers["x-ms-cosmos-is-batch-request"]) &&
+      isTrue(req.headers["x-ms-cosmos-batch-atomic"]) &&
+      /^\/dbs\/([^/]+)\/colls\/([^/]+)\/docs\/?$/.exec(req.url.split("?")[0]);
+    // A point read of an item that does not exist: the package's handler throws on it (it reads the
+    // partition key of the missing item) and answers 500; Cosmos DB answers 404, which the SDK raises as
+    // CosmosResourceNotFoundError.
+    const readPath = req.method === "GET" && account &&
+      /^\/dbs\/([^/]+)\/colls\/([^/]+)\/docs\/([^/]+)\/?$/.exec(req.url.split("?")[0]);
+    if (readPath && req.headers["x-ms-documentdb-partitionkey"]) {
+      const collection = account.database(decodeURIComponent(readPath[1])).collection(decodeURIComponent(readPath[2]));
+      const docId = decodeURIComponent(readPath[3]);
+      let found = true;
+      try {
+        found = !collection.read() || Boolean(collection.document(docId,
+          parsePartitionKey(req.headers["x-ms-documentdb-partitionkey"], docId)).read());
+      } catch (err) {
+        found = true; // a malformed header: the package answers it
+      }
+      if (!found) {
+        answer(res, 404, { code: "NotFound", message: "Entity with the specified id does not exist in the system." });
+        return;
+      }
+    }
+    if (batchPath) {
+      atomicBatch(req, res, decodeURIComponent(batchPath[1]), decodeURIComponent(batchPath[2])).catch((err) => {
+        console.error(err);
+        if (!res.headersSent) answer(res, 500, { code: "InternalServerError", message: err.message });
+      });
+      return;
+    }
+    handlers.forEach((h) => h(req, res));
   });
 }
 // COSMOS_LATENCY_MS delays every response (a 429 included), to model the network round trip to a real

@@ -22,7 +22,8 @@ pytestmark = [
     pytest.mark.asyncio(loop_scope="module"),
 ]
 
-FUNCTIONS = {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl", "BlobEtlWorker"}
+FUNCTIONS = {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl", "BlobEtlWorker", "Orders", "Order",
+             "OrderEvents"}
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -115,6 +116,37 @@ async def test_publish_event_route_and_statuses(host, issuer, monkeypatch: pytes
     status, _, _ = http_response(await host.invoke("PublishEvent", *host.http_request(
         "PublishEvent", "POST", "http://localhost:7071/api/events",
         headers={"Authorization": f"Bearer {issuer.mint(roles=['Orders.Read'])}"}, body=b"{}")))
+    assert status == 403
+
+
+async def test_orders_routes_reach_main_with_route_params_and_answer_problem_details(  # noqa: ANN201
+        host, issuer, monkeypatch: pytest.MonkeyPatch):  # noqa: ANN001
+    """The three orders functions load with their routes; the host's route parameter ``id`` reaches
+    main, and refusals that need no store come back as problem details (the store itself is tested
+    on the local Cosmos DB server in tests/integration/test_orders.py)."""
+    from devhost.runtime_host import http_response
+
+    entra(monkeypatch, issuer)
+    token = issuer.mint(roles=["Orders.Write"])
+    status, headers, body = http_response(await host.invoke("Order", *host.http_request(
+        "Order", "GET", "http://localhost:7071/api/orders/not-an-order-id", headers={"Authorization": f"Bearer {token}"},
+        route_params={"id": "not-an-order-id"})))
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert status == 404 and lowered["content-type"].startswith("application/problem+json")
+    assert json.loads(body)["type"].endswith("/not-found")
+    order_id = "0b0e6a55-5d1f-4a57-9b2b-6f1d2c3b4a59"
+    status, headers, body = http_response(await host.invoke("Order", *host.http_request(
+        "Order", "PATCH", f"http://localhost:7071/api/orders/{order_id}",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/merge-patch+json"}, body=b"{}",
+        route_params={"id": order_id})))
+    assert status == 428 and json.loads(body)["status"] == 428
+    status, _, body = http_response(await host.invoke("Orders", *host.http_request(
+        "Orders", "POST", "http://localhost:7071/api/orders",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}, body=b'{"lines": []}')))
+    assert status == 400 and {e["pointer"] for e in json.loads(body)["errors"]} == {"/customerId", "/currency", "/lines"}
+    status, _, _ = http_response(await host.invoke("OrderEvents", *host.http_request(
+        "OrderEvents", "GET", f"http://localhost:7071/api/orders/{order_id}/events",
+        headers={"Authorization": f"Bearer {issuer.mint(roles=['Events.Publish'])}"}, route_params={"id": order_id})))
     assert status == 403
 
 

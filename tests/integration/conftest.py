@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -42,3 +43,29 @@ async def new_container(emulators: Emulators, partition_key_path: str, monkeypat
                     database=DATABASE, containers={name: partition_key_path}, blob_containers=[])
     set_env(monkeypatch, COSMOS_CONTAINER=name)
     return name
+
+
+@pytest_asyncio.fixture
+async def orders(emulators: Emulators, monkeypatch: pytest.MonkeyPatch,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """Fresh order containers on the emulators, AUTH_MODE=entra against a loopback issuer that
+    signs for two tenants."""
+    from devhost.emulators import free_port
+    from devhost.issuer import DEFAULT_AUDIENCE, LocalIssuer, serve
+    from tests.integration.orders_client import OTHER_TENANT, OrdersClient
+
+    suffix = uuid.uuid4().hex[:10]
+    events, keys = f"ev{suffix}", f"ik{suffix}"
+    await provision(azurite=emulators.azurite_connection_string, cosmos=emulators.cosmos_connection_string,
+                    database=DATABASE, containers={events: "/streamId", keys: "/id"}, blob_containers=[])
+    port = free_port()
+    issuer = LocalIssuer.from_key_file(tmp_path_factory.mktemp("issuer") / "key.pem", f"http://127.0.0.1:{port}")
+    runner = await serve(issuer, port)
+    set_env(monkeypatch, CosmosConnection=emulators.cosmos_connection_string, COSMOS_DATABASE=DATABASE,
+            ORDERS_EVENTS_CONTAINER=events, ORDERS_IDEMPOTENCY_CONTAINER=keys, ORDERS_SNAPSHOT_EVERY="10",
+            AUTH_MODE="entra", AUTH_TENANT_ID=issuer.tenant, AUTH_AUDIENCE=DEFAULT_AUDIENCE,
+            AUTH_ISSUER=f"{issuer.issuer},{issuer.issuer_for(OTHER_TENANT)}",
+            AUTH_ALLOWED_TENANTS=f"{issuer.tenant},{OTHER_TENANT}", AUTH_JWKS_URL=issuer.jwks_url)
+    yield OrdersClient(issuer)
+    await clients.close_all()
+    await runner.cleanup()

@@ -79,6 +79,9 @@ class Sizes:
     pipeline_segment_records: int = 250
     pipeline_workers: tuple[int, ...] = (1, 2, 4)
     pipeline_blob_mb: tuple[int, ...] = (50, 1024)
+    #: The orders API: commands of each kind measured, and the length of the long stream read.
+    orders_operations: int = 500
+    orders_stream_events: int = 1000
 
 
 FULL = Sizes(coldstart_runs=3, http_ours=2000, http_baseline=200, cpu_records=5000, cpu_rounds=3,
@@ -87,11 +90,12 @@ FULL = Sizes(coldstart_runs=3, http_ours=2000, http_baseline=200, cpu_records=50
 QUICK = Sizes(coldstart_runs=1, http_ours=300, http_baseline=30, cpu_records=1000, cpu_rounds=3,
               memory_records=(), latency_records=600, latency_baseline_records=200, cleanup_items=400,
               ru_budget=1000, ru_records=1500, ru_cleanup_items=600, pipeline_records=3000,
-              pipeline_segment_records=125, pipeline_blob_mb=(20, 100))
+              pipeline_segment_records=125, pipeline_blob_mb=(20, 100), orders_operations=200)
 SMOKE = Sizes(coldstart_runs=1, http_ours=30, http_baseline=5, cpu_records=100, cpu_rounds=1,
               memory_records=(200,), latency_records=60, latency_baseline_records=20, cleanup_items=60,
               ru_budget=1000, ru_records=150, ru_cleanup_items=60, pipeline_records=200,
-              pipeline_segment_records=50, pipeline_workers=(1, 2), pipeline_blob_mb=(1, 2))
+              pipeline_segment_records=50, pipeline_workers=(1, 2), pipeline_blob_mb=(1, 2), orders_operations=20,
+              orders_stream_events=60)
 #: The pipeline's scaling runs model one instance per worker process in a latency-bound regime:
 #: 50 ms in front of Cosmos DB and a few writes in flight per worker.
 PIPELINE_LATENCY_MS = 50
@@ -300,6 +304,37 @@ def measure_http_token(sizes: Sizes, vault: str, auth_env: dict[str, str], rows:
     rows.append(Row("warm HTTP requests per second, a new token on each request vs API key", each["rps"], key["rps"],
                     "req/s", note=f"key/token = {key['rps'] / each['rps']:.2f}x: every request pays one RS256 "
                     f"verification (p50 {each['p50_ms']:.2f} ms vs {key['p50_ms']:.2f} ms)"))
+
+
+def measure_orders(sizes: Sizes, emulators: Emulators, auth_env: dict[str, str], rows: list[Row],
+                   results: dict[str, Any]) -> None:
+    say("orders API: creates, reads and patches, ours against the naive CRUD baseline; a long stream's read")
+    suffix = uuid.uuid4().hex[:8]
+    containers = {f"ev{suffix}": "/streamId", f"ik{suffix}": "/id", f"naive{suffix}": "/id"}
+    asyncio.run(provision(azurite=emulators.azurite_connection_string, cosmos=emulators.cosmos_connection_string,
+                          database=DATABASE, containers=containers, blob_containers=[]))
+    env = {**cosmos_env(emulators, f"naive{suffix}"), **auth_env, "ORDERS_EVENTS_CONTAINER": f"ev{suffix}",
+           "ORDERS_IDEMPOTENCY_CONTAINER": f"ik{suffix}", "ORDERS_SNAPSHOT_EVERY": "50",
+           "BASELINE_ORDERS_CONTAINER": f"naive{suffix}"}
+    operations = str(sizes.orders_operations)
+    ours = worker("orders", "ours", "--operations", operations, "--stream-events", str(sizes.orders_stream_events),
+                  env=env)
+    base = worker("orders", "baseline", "--operations", operations, env=env)
+    results["orders"] = {"ours": ours, "baseline": base}
+    for kind, plural in (("create", "creates"), ("read", "reads"), ("patch", "patches")):
+        o, b = ours[kind], base[kind]
+        rows.append(Row(f"orders: {plural} per second (warm, one at a time)", o["per_second"], b["per_second"], "ops/s",
+                        note=f"p50 {o['p50_ms']:.2f} vs {b['p50_ms']:.2f} ms, p99 {o['p99_ms']:.2f} vs "
+                        f"{b['p99_ms']:.2f} ms; ours validates a token and writes conditionally, the baseline neither"))
+    create = ours["create"]["p50_ms"]
+    rows.append(Row("orders: warm create p50 (loopback)", create, base["create"]["p50_ms"], "ms", "ours < 5 ms", create < 5))
+    events = ours["stream_events"]
+    long, short = ours["read_long"]["p50_ms"], ours["read_10"]["p50_ms"]
+    rows.append(Row(f"orders: read p50, a {events:,}-event stream vs a 10-event one", long, short, "ms", "<= 2x",
+                    long <= 2 * short, "the long read folds from its snapshot (every 50 events)"))
+    fold = ours["fold_long_without_snapshot"]["p50_ms"]
+    rows.append(Row(f"orders: fold of the {events:,}-event stream without vs with its snapshot", fold, long, "ms",
+                    note="the whole stream folded (snapshot_every=0) against the API's read"))
 
 
 ETL_VARIANTS = {"ours": ("ours", {}), "ours_env_lookups": ("ours", ENV_LOOKUPS),
@@ -629,6 +664,7 @@ def main(argv: list[str] | None = None) -> int:
             measure_first_response_callers(sizes, loopback, identity_env, auth_env, rows, results)
             measure_http(sizes, vault, rows, results)
             measure_http_token(sizes, vault, auth_env, rows, results)
+            measure_orders(sizes, loopback, auth_env, rows, results)
             measure_client_cpu(sizes, loopback, rows, results)
             measure_memory(sizes, loopback, rows, results)
             measure_cleanup(sizes, loopback, rows, results)

@@ -715,6 +715,120 @@ def pipeline_step(step: str, blob: str, etag: str, size: int) -> dict[str, Any]:
     return asyncio.run(run())
 
 
+# ---------------------------------------------------------------------- orders
+
+def _percentiles(latencies: list[float], total: float) -> dict[str, float]:
+    latencies = sorted(latencies)
+    return {"p50_ms": statistics.median(latencies) * 1000,
+            "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+            "per_second": len(latencies) / total}
+
+
+def orders_api(impl: str, operations: int, stream_events: int) -> dict[str, Any]:
+    """Warm creates, reads and patches through the runtime on the local Cosmos server, one at a
+    time: ours (bearer token, the event store, conditional writes) or the naive CRUD baseline
+    (an upsert per write, a client per request, no condition). For ours also: a read of a stream
+    of ``stream_events`` events against one of 10, and the whole fold without its snapshot."""
+    sys.path.insert(0, str(PROJECT_ROOT))
+    from devhost.issuer import LocalIssuer
+    from devhost.runtime_host import RuntimeHost, http_response
+
+    ours = impl == "ours"
+    root = PROJECT_ROOT if ours else BASELINE_APP
+    names = ("Orders", "Order") if ours else ("OrdersCrudUpsert", "OrdersCrudUpsert")
+    headers: dict[str, str] = {"Content-Type": "application/json"}
+    if ours:
+        issuer = LocalIssuer.from_key_file(Path(os.environ["BENCH_ISSUER_KEY"]), os.environ["BENCH_ISSUER_BASE"])
+        headers["Authorization"] = f"Bearer {issuer.mint(roles=['Orders.Write'], lifetime=6 * 3600)}"
+    order = {"customerId": "c-1", "currency": "EUR",
+             "lines": [{"sku": f"SKU-{i}", "quantity": i + 1, "unitPrice": "9.99"} for i in range(3)]}
+    body = json.dumps(order).encode()
+
+    async def run() -> dict[str, Any]:
+        host = RuntimeHost(root)
+        await host.start(only=sorted(set(names)))
+        base = "http://localhost:7071/api/orders"
+
+        async def call(name: str, method: str, url: str, data: bytes = b"", extra: dict[str, str] | None = None,
+                       route: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes, float]:
+            trigger = host.http_request(name, method, url, headers={**headers, **(extra or {})}, body=data,
+                                        route_params=route or {})
+            started = time.perf_counter()
+            response = await host.invoke(name, *trigger)
+            elapsed = time.perf_counter() - started
+            status, reply_headers, payload = http_response(response)
+            return status, {k.lower(): v for k, v in reply_headers.items()}, payload, elapsed
+
+        async def create() -> tuple[str, float]:
+            status, _, payload, elapsed = await call(names[0], "POST", base, body)
+            if status != 201:
+                raise RuntimeError(f"create answered {status}: {payload[:300]!r}")
+            return str(json.loads(payload)["id"]), elapsed
+
+        async def read(order_id: str) -> float:
+            status, _, payload, elapsed = await call(names[1], "GET", f"{base}/{order_id}", route={"id": order_id})
+            if status != 200:
+                raise RuntimeError(f"read answered {status}: {payload[:300]!r}")
+            return elapsed
+
+        version = [1]
+
+        async def patch(order_id: str, index: int) -> float:
+            extra = {"Content-Type": "application/merge-patch+json"}
+            if ours:
+                extra["If-Match"] = f'"{version[0]}"'
+            data = json.dumps({"customerId": f"c-{index}"}).encode()
+            status, _, payload, elapsed = await call(names[1], "PATCH", f"{base}/{order_id}", data, extra,
+                                                     {"id": order_id})
+            if status != 200:
+                raise RuntimeError(f"patch answered {status}: {payload[:300]!r}")
+            version[0] += 1
+            return elapsed
+
+        for _ in range(20):  # warm-up: connections, token validation, the first snapshot
+            await create()
+        figures: dict[str, Any] = {}
+        started = time.perf_counter()
+        created = [await create() for _ in range(operations)]
+        figures["create"] = _percentiles([elapsed for _, elapsed in created], time.perf_counter() - started)
+        target = created[0][0]
+        started = time.perf_counter()
+        figures["read"] = _percentiles([await read(target) for _ in range(operations)], time.perf_counter() - started)
+        started = time.perf_counter()
+        figures["patch"] = _percentiles([await patch(target, i) for i in range(operations)], time.perf_counter() - started)
+        if ours:
+            short, _ = await create()
+            version[0] = 1
+            for i in range(9):
+                await patch(short, i)
+            long, _ = await create()
+            version[0] = 1
+            for i in range(stream_events - 1):
+                await patch(long, i)
+            reads = 200
+            figures["read_10"] = _percentiles([await read(short) for _ in range(reads)], 1)
+            figures["read_long"] = _percentiles([await read(long) for _ in range(reads)], 1)
+            from common import clients, settings
+            from eventstore import EventStore
+            from orders.aggregate import ORDER_PROJECTION, UPCASTERS
+
+            container = clients.cosmos_container(container=settings.orders_settings().events_container)
+            whole = EventStore(container, upcasters=UPCASTERS, snapshot_every=0)
+            folds = []
+            for _ in range(20):
+                began = time.perf_counter()
+                loaded = await whole.load(long, ORDER_PROJECTION)
+                folds.append(time.perf_counter() - began)
+            assert loaded.version == stream_events, loaded.version
+            figures["fold_long_without_snapshot"] = _percentiles(folds, 1)
+            figures["stream_events"] = stream_events
+            await clients.close_all()
+        await host.stop()
+        return figures
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     sub = parser.add_subparsers(dest="measurement", required=True)
@@ -742,6 +856,10 @@ def main() -> None:
     p.add_argument("--blob", required=True)
     p.add_argument("--etag", required=True)
     p.add_argument("--size", type=int, required=True)
+    p = sub.add_parser("orders")
+    p.add_argument("impl", choices=["ours", "baseline"])
+    p.add_argument("--operations", type=int, required=True)
+    p.add_argument("--stream-events", type=int, default=1000)
     p = sub.add_parser("cleanup")
     p.add_argument("impl", choices=["ours", "baseline", "raw"])
     p.add_argument("--items", type=int, required=True)
@@ -757,6 +875,8 @@ def main() -> None:
         result = etl(args.impl, args.records, args.trace_memory)
     elif args.measurement == "raw-upsert":
         result = raw_upsert(args.records, args.concurrency)
+    elif args.measurement == "orders":
+        result = orders_api(args.impl, args.operations, args.stream_events)
     elif args.measurement == "pipeline":
         result = pipeline_step(args.step, args.blob, args.etag, args.size)
     else:

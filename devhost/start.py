@@ -180,8 +180,9 @@ def main(argv: list[str] | None = None) -> int:
             raise DevHostError("--workers must be at least 1")
         with _emulators(not args.no_emulators):
             asyncio.run(provision_from_settings(values))
-            say(f"provisioned Cosmos DB '{values.get('COSMOS_DATABASE')}/{values.get('COSMOS_CONTAINER')}' "
-                "and the blob containers")
+            say(f"provisioned Cosmos DB '{values.get('COSMOS_DATABASE')}' (containers "
+                f"'{values.get('COSMOS_CONTAINER')}', '{values.get('ORDERS_EVENTS_CONTAINER') or 'order-events'}', "
+                f"'{values.get('ORDERS_IDEMPOTENCY_CONTAINER') or 'order-idempotency'}') and the blob containers")
             if args.emulators_only:
                 say("emulators ready")  # VS Code's background task waits for this line
                 signal.pause()

@@ -82,6 +82,8 @@ var outputQueueName = 'orders-out'
 var invalidQueueName = 'orders-invalid'
 var cosmosDatabaseName = 'serverless'
 var cosmosContainerName = 'records'
+var orderEventsContainerName = 'order-events'
+var orderIdempotencyContainerName = 'order-idempotency'
 var etlInputContainerName = 'incoming'
 var etlSummaryContainerName = 'summaries'
 // BlobEtlWorker's Storage queue (splits and segments of large blobs) and the queue extension's
@@ -531,6 +533,72 @@ resource cosmosContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/con
   }
 }
 
+// The orders' event store (docs/orders.md): one stream per order in its own logical partition,
+// so an append's transactional batch stays within one partition key, as Cosmos DB requires. Only
+// the properties the store queries on are indexed: events and snapshots carry their data unindexed,
+// which keeps each write's request charge low.
+resource orderEventsContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: cosmosDatabase
+  name: orderEventsContainerName
+  properties: {
+    resource: {
+      id: orderEventsContainerName
+      partitionKey: {
+        paths: [
+          '/streamId'
+        ]
+        kind: 'Hash'
+      }
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: [
+          { path: '/streamId/?' }
+          { path: '/kind/?' }
+          { path: '/version/?' }
+          { path: '/recordedAt/?' }
+        ]
+        excludedPaths: [
+          { path: '/*' }
+        ]
+        compositeIndexes: [
+          [
+            { path: '/streamId', order: 'ascending' }
+            { path: '/version', order: 'ascending' }
+          ]
+        ]
+      }
+    }
+  }
+}
+
+// Idempotency-Key records: read by id only (no index), removed by Cosmos DB's time to live (each
+// record sets its own ttl from ORDERS_IDEMPOTENCY_HOURS; -1 turns TTL on without a default).
+resource orderIdempotencyContainer 'Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers@2024-11-15' = {
+  parent: cosmosDatabase
+  name: orderIdempotencyContainerName
+  properties: {
+    resource: {
+      id: orderIdempotencyContainerName
+      partitionKey: {
+        paths: [
+          '/id'
+        ]
+        kind: 'Hash'
+      }
+      defaultTtl: -1
+      indexingPolicy: {
+        indexingMode: 'consistent'
+        automatic: true
+        includedPaths: []
+        excludedPaths: [
+          { path: '/*' }
+        ]
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------
 // Key Vault in RBAC mode, holding the API key. The value comes from the apiKey
 // parameter, which is generated (never a literal): see main.bicep.
@@ -696,6 +764,23 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'COSMOS_CONTAINER'
           value: cosmosContainer.name
+        }
+        // The orders API (docs/orders.md): its two containers, in the same database.
+        {
+          name: 'ORDERS_EVENTS_CONTAINER'
+          value: orderEventsContainer.name
+        }
+        {
+          name: 'ORDERS_IDEMPOTENCY_CONTAINER'
+          value: orderIdempotencyContainer.name
+        }
+        {
+          name: 'ORDERS_SNAPSHOT_EVERY'
+          value: '50'
+        }
+        {
+          name: 'ORDERS_IDEMPOTENCY_HOURS'
+          value: '24'
         }
         // BlobEtl's blobs and summaries, BlobEtlWorker's queue trigger (EtlStorage__queueServiceUri).
         {
@@ -986,9 +1071,9 @@ resource monitoringMetricsPublisher 'Microsoft.Authorization/roleAssignments@202
   }
 }
 
-// Cosmos DB data-plane role, scoped to the app's database. (A container scope would be
-// narrower, but the SDKs read database metadata, which a container-scoped assignment
-// refuses.)
+// Cosmos DB data-plane role, scoped to the app's database: its three containers (records, the
+// orders' events and idempotency records) and nothing else of the account. (A container scope would
+// be narrower, but the SDKs read database metadata, which a container-scoped assignment refuses.)
 resource cosmosDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = {
   parent: cosmos
   name: guid(cosmosDatabase.id, identity.id, cosmosDataContributorRoleId)

@@ -296,7 +296,7 @@ async def order_item(request: OrderRequest, *, invocation_id: str, log: Invocati
                      services: Callable[[OrdersSettings], OrderServices], read_settings: Callable[[], OrdersSettings],
                      callers: Callable[[RouteAccess], CallerCheck]) -> Reply:
     """``GET``, ``PUT``, ``PATCH`` and ``DELETE /api/orders/{id}``."""
-    reading = request.method in ("GET", "HEAD")
+    reading = request.method == "GET"
 
     async def read(respond: Responder, principal: Principal) -> Reply:
         cfg = read_settings()

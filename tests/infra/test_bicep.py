@@ -167,6 +167,8 @@ NAME_SETTINGS = {
     "INVALID_QUEUE_NAME": ("invalidQueue", "orders-invalid"),
     "COSMOS_DATABASE": ("cosmosDatabase", "serverless"),
     "COSMOS_CONTAINER": ("cosmosContainer", "records"),
+    "ORDERS_EVENTS_CONTAINER": ("orderEventsContainer", "order-events"),
+    "ORDERS_IDEMPOTENCY_CONTAINER": ("orderIdempotencyContainer", "order-idempotency"),
     "ETL_INPUT_CONTAINER": ("etlInputContainer", "incoming"),
     "ETL_SUMMARY_CONTAINER": ("etlSummaryContainer", "summaries"),
     "API_KEY_SECRET_NAME": ("apiKeySecret", "greeting-api-key"),
@@ -402,10 +404,24 @@ def test_cosmos_refuses_keys_and_is_serverless_by_default(resources: BicepFile) 
 
 
 def test_cosmos_container_is_partitioned_by_id(resources: BicepFile) -> None:
-    container = only(resources, "Microsoft.DocumentDB/databaseAccounts/sqlDatabases/containers")
+    container = resources.resource("cosmosContainer")
     assert container.get("properties", "resource", "partitionKey") == {"paths": ["/id"], "kind": "Hash"}
     assert resources.resolve(container.get("name")) == "records"
     assert resources.resolve(only(resources, "Microsoft.DocumentDB/databaseAccounts/sqlDatabases").get("name")) == "serverless"
+
+
+def test_the_orders_containers_have_the_partition_keys_the_code_needs(resources: BicepFile) -> None:
+    """The event store appends in one transactional batch per stream (partition key /streamId) and
+    queries only streamId, kind, version and recordedAt; the key records are point reads with TTL."""
+    events = resources.resource("orderEventsContainer").get("properties", "resource")
+    assert events["partitionKey"] == {"paths": ["/streamId"], "kind": "Hash"}
+    indexing = events["indexingPolicy"]
+    assert {p["path"] for p in indexing["includedPaths"]} == {"/streamId/?", "/kind/?", "/version/?", "/recordedAt/?"}
+    assert indexing["excludedPaths"] == [{"path": "/*"}]
+    keys = resources.resource("orderIdempotencyContainer").get("properties", "resource")
+    assert keys["partitionKey"] == {"paths": ["/id"], "kind": "Hash"}
+    # pycep reads -1 as a unary minus of 1.
+    assert keys["defaultTtl"] in (-1, {"operator": {"type": "minus", "operands": {"integer_value": 1}}})
 
 
 def test_key_vault_uses_rbac_and_keeps_deleted_secrets(resources: BicepFile) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -45,11 +46,10 @@ async def new_container(emulators: Emulators, partition_key_path: str, monkeypat
     return name
 
 
-@pytest_asyncio.fixture
-async def orders(emulators: Emulators, monkeypatch: pytest.MonkeyPatch,
-                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
-    """Fresh order containers on the emulators, AUTH_MODE=entra against a loopback issuer that
-    signs for two tenants."""
+@contextlib.asynccontextmanager
+async def orders_on(emulators: Emulators, monkeypatch: pytest.MonkeyPatch, folder: Path) -> AsyncIterator[Any]:
+    """An OrdersClient (tests/integration/orders_client.py) over fresh order containers on
+    ``emulators``, AUTH_MODE=entra against a loopback issuer that signs for two tenants."""
     from devhost.emulators import free_port
     from devhost.issuer import DEFAULT_AUDIENCE, LocalIssuer, serve
     from tests.integration.orders_client import OTHER_TENANT, OrdersClient
@@ -59,13 +59,23 @@ async def orders(emulators: Emulators, monkeypatch: pytest.MonkeyPatch,
     await provision(azurite=emulators.azurite_connection_string, cosmos=emulators.cosmos_connection_string,
                     database=DATABASE, containers={events: "/streamId", keys: "/id"}, blob_containers=[])
     port = free_port()
-    issuer = LocalIssuer.from_key_file(tmp_path_factory.mktemp("issuer") / "key.pem", f"http://127.0.0.1:{port}")
+    issuer = LocalIssuer.from_key_file(folder / "key.pem", f"http://127.0.0.1:{port}")
     runner = await serve(issuer, port)
     set_env(monkeypatch, CosmosConnection=emulators.cosmos_connection_string, COSMOS_DATABASE=DATABASE,
             ORDERS_EVENTS_CONTAINER=events, ORDERS_IDEMPOTENCY_CONTAINER=keys, ORDERS_SNAPSHOT_EVERY="10",
             AUTH_MODE="entra", AUTH_TENANT_ID=issuer.tenant, AUTH_AUDIENCE=DEFAULT_AUDIENCE,
             AUTH_ISSUER=f"{issuer.issuer},{issuer.issuer_for(OTHER_TENANT)}",
             AUTH_ALLOWED_TENANTS=f"{issuer.tenant},{OTHER_TENANT}", AUTH_JWKS_URL=issuer.jwks_url)
-    yield OrdersClient(issuer)
-    await clients.close_all()
-    await runner.cleanup()
+    try:
+        yield OrdersClient(issuer)
+    finally:
+        await clients.close_all()
+        await runner.cleanup()
+
+
+@pytest_asyncio.fixture
+async def orders(emulators: Emulators, monkeypatch: pytest.MonkeyPatch,
+                 tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Any]:
+    """The orders API on the session's emulators (:func:`orders_on`)."""
+    async with orders_on(emulators, monkeypatch, tmp_path_factory.mktemp("issuer")) as client:
+        yield client

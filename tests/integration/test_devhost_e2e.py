@@ -127,7 +127,7 @@ def test_development_host_serves_runs_and_stops_cleanly(emulators: Emulators, tm
             assert time.monotonic() < deadline, "the development host did not start within 60 s"
             time.sleep(0.3)
         assert set(body["functions"]) == {"HttpGreeting", "PublishEvent", "QueueProcessor", "CleanupTimer", "BlobEtl",
-                                          "BlobEtlWorker"}
+                                          "BlobEtlWorker", "Orders", "Order", "OrderEvents"}
 
         status, body = request(f"{base}/api/HttpGreeting?name=Ada", headers={"x-api-key": API_KEY})
         assert (status, body) == (200, {"message": "Hello, Ada"})
